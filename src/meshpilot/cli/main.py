@@ -1,0 +1,103 @@
+"""The `meshpilot` command: kubectl habits for Istio resources, plus the control plane itself.
+
+Exit codes: 0 success, 1 invalid input or a server error (message on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from . import commands
+
+
+def _server(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", metavar="URL",
+                   help="control plane API address (default: $MESHPILOT_SERVER or "
+                        "http://127.0.0.1:15014)")
+
+
+def _namespace(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--namespace", help="namespace for resources that name none")
+
+
+def _files(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("-f", "--filename", action="append", default=[], required=required,
+                   metavar="PATH", help="file, directory (recursive) or - for stdin; repeatable")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meshpilot",
+        description="Istio traffic management (VirtualService, DestinationRule, Gateway, "
+                    "ServiceEntry) on real Envoy, without Kubernetes.",
+    )
+    parser.add_argument("--version", action="version", version=f"meshpilot {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    up = sub.add_parser("up", help="run the control plane in the foreground")
+    up.add_argument("--state", metavar="DIR",
+                    help="state directory (default: $MESHPILOT_STATE or ~/.meshpilot)")
+    up.add_argument("--api-port", type=int, default=15014, help="REST API port (default 15014)")
+    up.add_argument("--api-host", default="127.0.0.1",
+                    help="REST API listen address (default 127.0.0.1)")
+    _files(up, required=False)
+    _namespace(up)
+    up.set_defaults(func=commands.up)
+
+    apply = sub.add_parser("apply", help="create or update resources from files (atomic)")
+    _files(apply, required=True)
+    _namespace(apply)
+    apply.add_argument("--dry-run", action="store_true",
+                       help="validate on the server and show what would change; store nothing")
+    _server(apply)
+    apply.set_defaults(func=commands.apply)
+
+    get = sub.add_parser("get", help="list or show resources")
+    get.add_argument("kind", metavar="KIND[,KIND]",
+                     help="vs, dr, gw, se, we, svc, secret (plural, singular and full names too)")
+    get.add_argument("names", nargs="*", metavar="NAME")
+    _namespace(get)
+    get.add_argument("-A", "--all-namespaces", action="store_true")
+    get.add_argument("-o", "--output", choices=["yaml", "json", "wide", "name"])
+    get.add_argument("-l", "--selector", metavar="SELECTOR",
+                     help="label selector, e.g. app=sample-app,version in (v1,v2)")
+    get.add_argument("-w", "--watch", action="store_true",
+                     help="after listing, print changes as they happen")
+    _server(get)
+    get.set_defaults(func=commands.get)
+
+    delete = sub.add_parser("delete", help="delete resources by file or by kind and name")
+    delete.add_argument("kind", nargs="?", metavar="KIND")
+    delete.add_argument("names", nargs="*", metavar="NAME")
+    _files(delete, required=False)
+    _namespace(delete)
+    delete.add_argument("--ignore-not-found", action="store_true")
+    _server(delete)
+    delete.set_defaults(func=commands.delete)
+
+    validate = sub.add_parser("validate", help="check manifests offline (no server needed)")
+    _files(validate, required=True)
+    _namespace(validate)
+    validate.set_defaults(func=commands.validate)
+
+    version = sub.add_parser("version", help="print client and server versions")
+    _server(version)
+    version.set_defaults(func=commands.version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

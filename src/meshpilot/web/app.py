@@ -1,0 +1,334 @@
+"""REST API shaped like Kubernetes': the same paths, verbs, list/watch and Status errors.
+
+`create_app` takes the store (and nothing global), so tests can run several control
+planes in one process. Store calls run in a worker thread: SQLite's durable commit
+waits for the disk, and the event loop must keep serving watches meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..api.errors import InvalidInput, Issue
+from ..api.kinds import KindInfo, by_group_plural, by_kind
+from ..api.labels import Selector, parse_selector
+from ..api.resource import Resource
+from ..controlplane.apply import apply_documents, delete_documents, documents_from_json
+from ..store import AlreadyExists, Conflict, Gone, NotFound, SqliteStore, StoreError, WatchEvent
+from .status import error
+from .watch import CLOSED, WatchHub
+
+log = logging.getLogger("meshpilot.api")
+
+STORE: web.AppKey[SqliteStore] = web.AppKey("store", SqliteStore)
+HUB: web.AppKey[WatchHub] = web.AppKey("hub", WatchHub)
+MESHPILOT_API = "/apis/meshpilot.io/v1"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HTTPProblem(Exception):
+    def __init__(self, code: int, message: str, causes: list[Issue] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.causes = code, message, causes
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HTTPProblem as p:
+        return error(p.code, p.message, p.causes)
+    except InvalidInput as e:
+        errors = e.errors or e.issues
+        first = errors[0].format().removeprefix("error: ") if errors else "invalid input"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return error(422, first + more, e.issues)
+    except NotFound as e:
+        return error(404, str(e))
+    except (AlreadyExists, Conflict) as e:
+        reason = "AlreadyExists" if isinstance(e, AlreadyExists) else "Conflict"
+        return error(409, str(e), reason=reason)
+    except Gone as e:
+        return error(410, str(e))
+    except StoreError as e:
+        return error(400, str(e))
+    except web.HTTPException:
+        raise
+    except Exception as e:
+        log.exception("internal error serving %s %s", request.method, request.path)
+        return error(500, f"internal error: {e}")
+
+
+def _store(request: web.Request) -> SqliteStore:
+    return request.app[STORE]
+
+
+async def _call(request: web.Request, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    return await asyncio.to_thread(fn, *args, **kw)
+
+
+async def _json(request: web.Request) -> Any:
+    try:
+        return await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise HTTPProblem(400, f"request body is not valid JSON: {e}") from None
+
+
+def _kind(request: web.Request) -> KindInfo:
+    group = request.match_info.get("group", "")
+    version = request.match_info["version"]
+    plural = request.match_info["plural"]
+    info = by_group_plural(group, plural)
+    if info is None or version not in info.versions:
+        where = f"{group}/{version}" if group else version
+        raise HTTPProblem(404, f"the server does not serve {plural} in {where}")
+    return info
+
+
+def _selector(request: web.Request) -> Selector | None:
+    text = request.query.get("labelSelector")
+    if not text:
+        return None
+    try:
+        return parse_selector(text)
+    except ValueError as e:
+        raise HTTPProblem(400, f"invalid labelSelector: {e}") from None
+
+
+def render(res: Resource) -> dict[str, Any]:
+    info = by_kind(res.kind)
+    return res.to_dict(body_key=info.body_key if info else "spec")
+
+
+def _list_body(info: KindInfo, version: str, items: list[Resource], revision: int) -> dict:
+    return {
+        "apiVersion": f"{info.group}/{version}" if info.group else version,
+        "kind": f"{info.kind}List",
+        "metadata": {"resourceVersion": str(revision)},
+        "items": [render(r) for r in items],
+    }
+
+
+def _is_watch(request: web.Request) -> bool:
+    return request.query.get("watch", "").lower() in ("1", "true", "yes")
+
+
+async def list_resources(request: web.Request) -> web.StreamResponse:
+    info = _kind(request)
+    namespace = request.match_info.get("namespace")
+    selector = _selector(request)
+    if _is_watch(request):
+        return await _watch(request, info, namespace, selector)
+    store = _store(request)
+
+    def snapshot() -> tuple[list[Resource], int]:
+        return store.list(kind=info.kind, namespace=namespace, selector=selector), store.revision
+
+    items, revision = await _call(request, snapshot)
+    return web.json_response(_list_body(info, request.match_info["version"], items, revision))
+
+
+async def _watch(
+    request: web.Request, info: KindInfo, namespace: str | None, selector: Selector | None
+) -> web.StreamResponse:
+    store, hub = _store(request), request.app[HUB]
+    raw_rv = request.query.get("resourceVersion", "")
+    if raw_rv and not raw_rv.isdigit():
+        raise HTTPProblem(400, f"resourceVersion {raw_rv!r} must be a number")
+    queue = hub.open()
+    try:
+        if raw_rv and raw_rv != "0":
+            since = int(raw_rv)
+            backlog = await _call(request, store.events_since, since, kind=info.kind,
+                                  namespace=namespace)
+        else:
+            def current() -> tuple[list[Resource], int]:
+                return store.list(kind=info.kind, namespace=namespace), store.revision
+
+            items, since = await _call(request, current)
+            backlog = [WatchEvent("ADDED", r, r.resource_version) for r in items]
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        sent = since
+
+        async def send(events: list[WatchEvent], replay: bool) -> None:
+            nonlocal sent
+            for ev in events:
+                if not replay and ev.resource_version <= sent:
+                    continue
+                res = ev.resource
+                if res.kind != info.kind or (namespace and res.namespace != namespace):
+                    continue
+                if selector is not None and not selector.matches(res.labels):
+                    continue
+                line = json.dumps({"type": ev.type, "object": render(res)})
+                await response.write(line.encode() + b"\n")
+            if events:
+                sent = max(sent, max(e.resource_version for e in events))
+
+        await send(backlog, replay=True)
+        while True:
+            batch = await queue.get()
+            if batch is CLOSED:
+                break
+            await send(list(batch), replay=False)
+        await response.write_eof()
+        return response
+    finally:
+        hub.close(queue)
+
+
+async def get_resource(request: web.Request) -> web.Response:
+    info = _kind(request)
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    res = await _call(request, _store(request).get, info.kind, ns, name)
+    if res is None:
+        raise NotFound(f'{info.resource_name} "{name}" not found in namespace {ns}')
+    return web.json_response(render(res))
+
+
+def _decode_one(info: KindInfo, obj: Any, namespace: str, name: str | None) -> Resource:
+    from ..api.decode import decode
+
+    if isinstance(obj, dict):
+        obj.setdefault("kind", info.kind)
+        obj.setdefault("apiVersion", info.preferred_api_version)
+        if obj.get("kind") != info.kind:
+            raise HTTPProblem(400, f"kind {obj.get('kind')!r} does not match {info.plural}")
+    decoded = decode(documents_from_json([obj]), namespace=namespace)
+    decoded.raise_for_errors()
+    if not decoded.resources:
+        raise HTTPProblem(400, "the request body holds no resource this endpoint serves")
+    res = decoded.resources[0]
+    if name is not None and res.name != name:
+        raise HTTPProblem(400, f"metadata.name {res.name!r} does not match the URL ({name!r})")
+    return res
+
+
+async def create_resource(request: web.Request) -> web.Response:
+    info = _kind(request)
+    res = _decode_one(info, await _json(request), request.match_info["namespace"], None)
+    created = await _call(request, _store(request).create, res)
+    return web.json_response(render(created), status=201)
+
+
+async def replace_resource(request: web.Request) -> web.Response:
+    info = _kind(request)
+    res = _decode_one(info, await _json(request), request.match_info["namespace"],
+                      request.match_info["name"])
+    updated = await _call(request, _store(request).update, res)
+    return web.json_response(render(updated))
+
+
+async def delete_resource(request: web.Request) -> web.Response:
+    info = _kind(request)
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    rv = request.query.get("resourceVersion", "0")
+    deleted = await _call(request, _store(request).delete, info.kind, ns, name,
+                          resource_version=int(rv) if rv.isdigit() else 0)
+    return web.json_response(render(deleted))
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return await get_resource(request)
+
+
+async def replace_status(request: web.Request) -> web.Response:
+    info = _kind(request)
+    body = await _json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("status"), dict):
+        raise HTTPProblem(400, "the request body must be an object with a status mapping")
+    meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    rv = str(meta.get("resourceVersion", "0"))
+    updated = await _call(
+        request, _store(request).update_status, info.kind, request.match_info["namespace"],
+        request.match_info["name"], body["status"], resource_version=int(rv) if rv.isdigit() else 0,
+    )
+    return web.json_response(render(updated))
+
+
+def _batch_args(body: Any) -> tuple[list[Any], str | None]:
+    if not isinstance(body, dict) or not isinstance(body.get("objects"), list):
+        raise HTTPProblem(400, 'the request body must be {"objects": [...]}')
+    namespace = body.get("namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        raise HTTPProblem(400, "namespace must be a string")
+    return body["objects"], namespace
+
+
+async def apply_batch(request: web.Request) -> web.Response:
+    """Create-or-update a batch atomically: meshpilot's `kubectl apply -f` for many objects."""
+    body = await _json(request)
+    objects, namespace = _batch_args(body)
+    docs = documents_from_json(objects, str(body.get("source") or "request"))
+    report = await _call(request, apply_documents, _store(request), docs, namespace=namespace,
+                         dry_run=bool(body.get("dryRun")))
+    return web.json_response(report.to_dict())
+
+
+async def delete_batch(request: web.Request) -> web.Response:
+    body = await _json(request)
+    objects, namespace = _batch_args(body)
+    docs = documents_from_json(objects, str(body.get("source") or "request"))
+    report = await _call(request, delete_documents, _store(request), docs, namespace=namespace,
+                         ignore_not_found=bool(body.get("ignoreNotFound")))
+    return web.json_response(report.to_dict())
+
+
+async def list_namespaces(request: web.Request) -> web.Response:
+    names = await _call(request, _store(request).namespaces)
+    return web.json_response({
+        "apiVersion": "v1",
+        "kind": "NamespaceList",
+        "items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
+                  for n in names],
+    })
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def version(request: web.Request) -> web.Response:
+    return web.json_response({"meshpilot": __version__, "revision": _store(request).revision})
+
+
+def create_app(store: SqliteStore) -> web.Application:
+    app = web.Application(middlewares=[_errors], client_max_size=16 * 1024 * 1024)
+    app[STORE] = store
+
+    async def start_hub(app: web.Application) -> None:
+        app[HUB] = WatchHub(store, asyncio.get_running_loop())
+
+    async def stop_hub(app: web.Application) -> None:
+        app[HUB].shutdown()
+
+    app.on_startup.append(start_hub)
+    app.on_shutdown.append(stop_hub)
+    r = app.router
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", healthz)
+    r.add_get("/version", version)
+    r.add_post(f"{MESHPILOT_API}/apply", apply_batch)
+    r.add_post(f"{MESHPILOT_API}/delete", delete_batch)
+    r.add_get("/api/v1/namespaces", list_namespaces)
+    for root in ("/apis/{group}/{version}", "/api/{version}"):
+        coll = root + "/namespaces/{namespace}/{plural}"
+        item = coll + "/{name}"
+        r.add_get(coll, list_resources)
+        r.add_post(coll, create_resource)
+        r.add_get(item, get_resource)
+        r.add_put(item, replace_resource)
+        r.add_delete(item, delete_resource)
+        r.add_get(item + "/status", get_status)
+        r.add_put(item + "/status", replace_status)
+        r.add_get(root + "/{plural}", list_resources)
+    return app
