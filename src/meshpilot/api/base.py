@@ -150,7 +150,6 @@ Re2Regex = Annotated[str, AfterValidator(_check_re2)]
 # --- names, hosts, addresses -----------------------------------------------------------------
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_LABEL_ANY_CASE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_]*[A-Za-z0-9])?$")
 
 
 def is_dns1123_label(value: str) -> bool:
@@ -175,29 +174,6 @@ def is_cidr_or_ip(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def host_problem(host: str, *, allow_wildcard: bool = True) -> str | None:
-    """Why `host` is not a valid (wildcard) DNS name as Istio's ValidateWildcardDomain sees it."""
-    if host == "*":
-        return None if allow_wildcard else "wildcard host * is not allowed here"
-    if not host:
-        return "host must not be empty"
-    if len(host) > 255:
-        return "host name is longer than 255 characters"
-    name = host
-    if host.startswith("*."):
-        if not allow_wildcard:
-            return "wildcard hosts are not allowed here"
-        name = host[2:]
-    elif "*" in host:
-        return f"host {host!r}: a wildcard is allowed only as the whole first label (*.example.com)"
-    for label in name.split("."):
-        if not label:
-            return f"host {host!r} has an empty label"
-        if len(label) > 63 or not _DNS_LABEL_ANY_CASE.match(label):
-            return f"host {host!r}: label {label!r} is not a valid DNS label"
-    return None
 
 
 def check_export_to(values: list[str] | None, namespace: str | None, *, allow_none: bool) -> None:
@@ -268,21 +244,6 @@ def check_port(number: int | None, at: tuple[str | int, ...]) -> None:
         raise invalid(f"port number {number} must be in the range 1..65535", at=at)
 
 
-PROTOCOLS = (
-    "HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "REDIS", "MYSQL", "TCP", "TLS", "UDP",
-)  # fmt: skip
-
-
-def check_protocol(value: str | None, at: tuple[str | int, ...]) -> None:
-    """Istio port protocols, matched case-insensitively like protocol.Parse."""
-    if value is not None and value.upper() not in PROTOCOLS:
-        raise invalid(
-            f"unrecognized protocol {value!r}",
-            at=at,
-            hint="use one of " + ", ".join(PROTOCOLS),
-        )
-
-
 # --- Istio protocol names and host forms (shared by Gateway, ServiceEntry, Service) --------
 
 _ISTIO_PROTOCOLS = {
@@ -310,10 +271,14 @@ def is_istio_dns_label(value: str) -> bool:
     return len(value) <= 63 and bool(_ISTIO_DNS_LABEL.match(value))
 
 
+_GO_INT = re.compile(r"^[+-]?[0-9]+$")
+
+
 def _dns_labels_problem(domain: str) -> str | None:
+    """Istio's ValidateDNS1123Labels: valid labels, TLD not numeric, a trailing dot allowed."""
     parts = domain.split(".")
-    if parts[-1].isdigit():
-        tld = parts[-1]
+    tld = parts[-1]
+    if _GO_INT.match(tld) and -(2**63) <= int(tld) < 2**63:
         return f"domain name {domain!r} invalid (top level domain {tld!r} cannot be all-numeric)"
     for i, label in enumerate(parts):
         if i == len(parts) - 1 and label == "":
@@ -323,7 +288,7 @@ def _dns_labels_problem(domain: str) -> str | None:
     return None
 
 
-def _dns_preconditions(name: str) -> str | None:
+def dns_precondition_problem(name: str) -> str | None:
     if len(name) > 255:
         return f"domain name {name!r} too long (max 255)"
     if not name:
@@ -333,12 +298,12 @@ def _dns_preconditions(name: str) -> str | None:
 
 def fqdn_problem(name: str) -> str | None:
     """Istio's ValidateFQDN: DNS-1123 labels, no wildcard, top-level label not all digits."""
-    return _dns_preconditions(name) or _dns_labels_problem(name)
+    return dns_precondition_problem(name) or _dns_labels_problem(name)
 
 
 def wildcard_domain_problem(domain: str) -> str | None:
     """Istio's ValidateWildcardDomain: like fqdn_problem, but the first label may be `*`/`*x`."""
-    if problem := _dns_preconditions(domain):
+    if problem := dns_precondition_problem(domain):
         return problem
     first, dot, rest = domain.partition(".")
     if len(first) > 63 or not _ISTIO_WILDCARD_LABEL.match(first):

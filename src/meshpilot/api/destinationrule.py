@@ -25,9 +25,11 @@ from .base import (
     check_duration_at_least_1ms,
     check_export_to,
     context_namespace,
+    fqdn_problem,
     invalid,
     is_ip,
     parse_duration,
+    wildcard_domain_problem,
 )
 from .errors import Issue, PathPart
 
@@ -61,44 +63,6 @@ _GO_INT_RE = re.compile(r"[+-]?\d+")
 def _is_label(value: str) -> bool:
     """Istio's IsDNS1123Label: like Kubernetes' but upper-case letters are accepted."""
     return len(value) <= 63 and bool(_LABEL_RE.fullmatch(value))
-
-
-def _dns_labels_problem(domain: str) -> str | None:
-    """Istio's ValidateDNS1123Labels: every label valid, TLD not numeric, trailing dot ok."""
-    parts = domain.split(".")
-    tld = parts[-1]
-    if _GO_INT_RE.fullmatch(tld) and -(2**63) <= int(tld) < 2**63:
-        return f"domain name {domain!r} is invalid: the top-level domain {tld!r} is all numeric"
-    for i, label in enumerate(parts):
-        if i == len(parts) - 1 and label == "":
-            return None
-        if not _is_label(label):
-            return f"domain name {domain!r} is invalid: label {label!r} is not a DNS-1123 label"
-    return None
-
-
-def _preconditions_problem(domain: str) -> str | None:
-    if len(domain) > 255:
-        return f"domain name {domain!r} is too long (at most 255 characters)"
-    if not domain:
-        return "domain name must not be empty"
-    return None
-
-
-def wildcard_domain_problem(domain: str) -> str | None:
-    """Istio's ValidateWildcardDomain: a DNS name whose first label may carry a `*` prefix."""
-    problem = _preconditions_problem(domain)
-    if problem:
-        return problem
-    first, dot, rest = domain.partition(".")
-    if len(first) > 63 or not _WILDCARD_LABEL_RE.fullmatch(first):
-        return f"domain name {domain!r} is invalid: label {first!r} is not a DNS-1123 label"
-    return _dns_labels_problem(rest) if dot else None
-
-
-def fqdn_problem(name: str) -> str | None:
-    """Istio's ValidateFQDN (no wildcards)."""
-    return _preconditions_problem(name) or _dns_labels_problem(name)
 
 
 def tag_problem(key: str, value: str) -> str | None:

@@ -32,6 +32,8 @@ from .base import (
     check_export_to,
     check_port,
     context_namespace,
+    dns_precondition_problem,
+    fqdn_problem,
     invalid,
     is_cidr_or_ip,
     is_dns1123_label,
@@ -39,6 +41,7 @@ from .base import (
     is_ip,
     parse_duration,
     re2_problem,
+    wildcard_domain_problem,
 )
 from .errors import Issue, PathPart
 
@@ -69,41 +72,9 @@ def _is_label(value: str) -> bool:
     return len(value) <= 63 and bool(_LABEL_RE.match(value))
 
 
-def _dns_precondition_problem(name: str) -> str | None:
-    if len(name) > 255:
-        return f"domain name {name!r} is too long (max 255 characters)"
-    if not name:
-        return "empty domain name not allowed"
-    return None
-
-
-def _dns_labels_problem(domain: str) -> str | None:
-    """Istio's ValidateDNS1123Labels: valid labels, TLD not all-numeric, trailing dot ok."""
-    parts = domain.split(".")
-    if _NUMERIC_RE.match(parts[-1]):
-        return f"domain name {domain!r} is invalid: top level domain {parts[-1]!r} is all-numeric"
-    for i, label in enumerate(parts):
-        if i == len(parts) - 1 and label == "":
-            return None
-        if not _is_label(label):
-            return f"domain name {domain!r} is invalid: label {label!r} is not a DNS-1123 label"
-    return None
-
-
-def wildcard_domain_problem(domain: str) -> str | None:
-    """Why Istio's ValidateWildcardDomain rejects `domain` (`*`, `*.x.com`, `*x.com`, `x.com`)."""
-    problem = _dns_precondition_problem(domain)
-    if problem:
-        return problem
-    first, _, rest = domain.partition(".")
-    if len(first) > 63 or not _WILDCARD_LABEL_RE.match(first):
-        return f"domain name {domain!r} is invalid: label {first!r} is not a valid (wildcard) label"
-    return _dns_labels_problem(rest) if "." in domain else None
-
-
 def _gateway_domain_problem(sni: bool, domain: str) -> str | None:
     """Gateway-bound hosts may also be AUTO_PASSTHROUGH names (`outbound_.80_._.svc.ns.svc...`)."""
-    problem = _dns_precondition_problem(domain)
+    problem = dns_precondition_problem(domain)
     if problem:
         return problem
     if sni and domain.startswith("outbound_"):
@@ -116,10 +87,6 @@ def _gateway_domain_problem(sni: bool, domain: str) -> str | None:
             return f"domain name {domain!r} is invalid: auto-generated SNI names look like {fmt}"
         return None
     return wildcard_domain_problem(domain)
-
-
-def _fqdn_problem(name: str) -> str | None:
-    return _dns_precondition_problem(name) or _dns_labels_problem(name)
 
 
 def host_matches(a: str, b: str) -> bool:
@@ -145,7 +112,7 @@ def host_subset_of(a: str, b: str) -> bool:
 def _gateway_name_problem(name: str) -> str | None:
     """Istio's validateGatewayNames for one entry: `ns/name`, `name`, `mesh`, legacy `name.ns`."""
     if "/" not in name:
-        problem = _fqdn_problem(name)
+        problem = fqdn_problem(name)
         return f"invalid gateway name {name!r}: {problem}" if problem else None
     ns, _, gw = name.partition("/")
     if not ns or not gw:

@@ -244,9 +244,9 @@ TLS = "spec.trafficPolicy.tls"
 CASES: list[tuple[str, dict[str, Any], str, str]] = [
     # host
     ("host missing", {}, "spec.host", "required field is missing"),
-    ("host empty", {"host": ""}, "spec.host", "must not be empty"),
+    ("host empty", {"host": ""}, "spec.host", "empty domain"),
     ("host bad label", {"host": "rev_iews.prod"}, "spec.host", "'rev_iews'"),
-    ("host numeric tld", {"host": "10.0.0.1"}, "spec.host", "all numeric"),
+    ("host numeric tld", {"host": "10.0.0.1"}, "spec.host", "all-numeric"),
     ("host wildcard inside", {"host": "foo.*.com"}, "spec.host", "'*'"),
     ("host too long", {"host": "a." * 127 + "com"}, "spec.host", "too long"),
     # subsets
