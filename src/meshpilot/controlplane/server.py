@@ -90,8 +90,9 @@ class ControlPlane:
             self.api_port = sockets[0].getsockname()[1]
         info = {"pid": os.getpid(), "api": self.api_url}
         (self.settings.state_dir / INFO_FILE).write_text(json.dumps(info) + "\n")
-        log.info("control plane ready: api %s, state %s (revision %d)",
-                 self.api_url, self.settings.state_dir, store.revision)
+        log.info("control plane ready: api %s, state %s (revision %d); try: "
+                 "MESHPILOT_SERVER=%s meshpilot get vs -A",
+                 self.api_url, self.settings.state_dir, store.revision, self.api_url)
 
     async def stop(self) -> None:
         if self._runner is not None:
