@@ -18,7 +18,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/meshpilot up --state $(STATE) -f examples/traffic-demo/base
+	$(BIN)/meshpilot demo --state $(STATE)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -132,15 +132,25 @@ def _check_re2(pattern: str) -> str:
     return pattern
 
 
+# Istio's bootstrap raises Envoy's re2.max_program_size.error_level to this; so does ours.
+ENVOY_MAX_REGEX_PROGRAM_SIZE = 32768
+
+
 def re2_problem(pattern: str) -> str | None:
     """Why RE2 (Envoy's regex engine) rejects `pattern`, or None if it compiles."""
     options = re2.Options()
     options.log_errors = False
     try:
-        re2.compile(pattern, options)
+        compiled = re2.compile(pattern, options)
     except re2.error as e:
         reason = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
         return f"invalid RE2 regular expression {pattern!r}: {reason}"
+    if compiled.programsize > ENVOY_MAX_REGEX_PROGRAM_SIZE:
+        return (
+            f"regular expression {pattern!r} is too complex for Envoy (RE2 program size "
+            f"{compiled.programsize} > {ENVOY_MAX_REGEX_PROGRAM_SIZE}); simplify it, e.g. "
+            "smaller repetition counts"
+        )
     return None
 
 

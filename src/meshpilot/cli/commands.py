@@ -259,6 +259,12 @@ def version(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo(args: argparse.Namespace) -> int:
+    from ..demo.walkthrough import run
+
+    return run(Path(args.state).resolve(), args.api_port, args.xds_port, args.client_port)
+
+
 def up(args: argparse.Namespace) -> int:
     from ..controlplane.apply import apply_documents
     from ..controlplane.server import ControlPlane, Settings, StateDirBusy, default_state_dir
@@ -266,7 +272,8 @@ def up(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", stream=sys.stderr)
     state = Path(args.state) if args.state else default_state_dir()
-    plane = ControlPlane(Settings(state, args.api_host, args.api_port))
+    plane = ControlPlane(Settings(state, args.api_host, args.api_port, args.xds_host,
+                                  args.xds_port, args.debounce_after, args.debounce_max))
     try:
         store = plane.open_store()
     except StateDirBusy as e:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from . import commands
+from .proxy_commands import add_proxy_commands
 
 
 def _server(p: argparse.ArgumentParser) -> None:
@@ -43,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--api-port", type=int, default=15014, help="REST API port (default 15014)")
     up.add_argument("--api-host", default="127.0.0.1",
                     help="REST API listen address (default 127.0.0.1)")
+    up.add_argument("--xds-port", type=int, default=15010,
+                    help="xDS (ADS gRPC) port Envoy proxies connect to (default 15010)")
+    up.add_argument("--xds-host", default="127.0.0.1",
+                    help="xDS listen address (default 127.0.0.1; remote proxies need the "
+                         "token in STATE/xds-token)")
+    up.add_argument("--debounce-after", type=float, default=0.1, metavar="SECONDS",
+                    help="quiet period before a push (default 0.1, as Istio)")
+    up.add_argument("--debounce-max", type=float, default=10.0, metavar="SECONDS",
+                    help="longest a push waits while changes keep coming (default 10)")
     _files(up, required=False)
     _namespace(up)
     up.set_defaults(func=commands.up)
@@ -83,9 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
     _namespace(validate)
     validate.set_defaults(func=commands.validate)
 
+    demo = sub.add_parser("demo", help="run the seed walkthrough (sections 1-3) and keep the "
+                                       "mesh running until Ctrl-C")
+    demo.add_argument("--state", default=".demo-state", metavar="DIR")
+    demo.add_argument("--api-port", type=int, default=15014)
+    demo.add_argument("--xds-port", type=int, default=15010)
+    demo.add_argument("--client-port", type=int, default=15001,
+                      help="the client sidecar's explicit HTTP proxy port (default 15001)")
+    demo.set_defaults(func=commands.demo)
+
     version = sub.add_parser("version", help="print client and server versions")
     _server(version)
     version.set_defaults(func=commands.version)
+
+    add_proxy_commands(sub)  # sidecar, gateway, demo-app
     return parser
 
 

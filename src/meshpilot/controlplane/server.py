@@ -1,7 +1,10 @@
-"""The control-plane process: state directory, store and API server, started and stopped as one.
+"""The control-plane process: state directory, store, mesh snapshot, xDS and API servers,
+started and stopped as one.
 
-Later stages (xDS server, gateways) join here. Everything is passed in through
-`Settings`, so tests can run several control planes side by side.
+Everything is passed in through `Settings`, so tests can run several control planes
+side by side. Start-up order matters: the store is read and a complete snapshot is
+built before the xDS server answers any proxy, so a restarted control plane never
+sends a reconnecting Envoy a partial config.
 """
 
 from __future__ import annotations
@@ -12,14 +15,21 @@ import fcntl
 import json
 import logging
 import os
-from dataclasses import dataclass
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from aiohttp import web
 
+from ..snapshot.mesh import MeshConfig
 from ..store import SqliteStore
 from ..web.app import create_app
+from ..xds.debounce import Debouncer
+from ..xds.server import XdsServer
+from .mesh import MeshGenerator
+from .status import proxy_status_json
 
 log = logging.getLogger("meshpilot")
 
@@ -32,11 +42,20 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("MESHPILOT_STATE", Path.home() / ".meshpilot"))
 
 
+DEFAULT_XDS_PORT = 15010
+TOKEN_FILE = "xds-token"
+
+
 @dataclass(frozen=True)
 class Settings:
     state_dir: Path
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
+    xds_host: str = "127.0.0.1"
+    xds_port: int = DEFAULT_XDS_PORT
+    debounce_after: float = 0.1  # Istio's PILOT_DEBOUNCE_AFTER
+    debounce_max: float = 10.0  # Istio's PILOT_DEBOUNCE_MAX
+    mesh: MeshConfig = field(default_factory=MeshConfig)
 
 
 class StateDirBusy(RuntimeError):
@@ -49,7 +68,12 @@ class ControlPlane:
         self.store: SqliteStore | None = None
         self._lock: IO[str] | None = None
         self._runner: web.AppRunner | None = None
+        self._unsubscribe: Callable[[], None] | None = None
         self.api_port = settings.api_port
+        self.xds_port = settings.xds_port
+        self.generator: MeshGenerator | None = None
+        self.xds: XdsServer | None = None
+        self.debouncer: Debouncer | None = None
 
     @property
     def api_url(self) -> str:
@@ -78,9 +102,42 @@ class ControlPlane:
             self.store = SqliteStore(self.settings.state_dir / STORE_FILE)
         return self.store
 
+    def _xds_token(self) -> str:
+        """Remote (non-loopback) proxies must present this token; made once per state dir."""
+        path = self.settings.state_dir / TOKEN_FILE
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32) + "\n")
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    async def _start_xds(self, store: SqliteStore) -> None:
+        loop = asyncio.get_running_loop()
+        generator = MeshGenerator(store, self.settings.mesh)
+        debouncer = Debouncer(self._on_changes, quiet=self.settings.debounce_after,
+                              max_delay=self.settings.debounce_max)
+        # Subscribe before the first build, so no commit falls between the two.
+        self._unsubscribe = store.subscribe(
+            lambda events: loop.call_soon_threadsafe(debouncer.trigger, "config"))
+        await asyncio.to_thread(generator.rebuild)
+        xds = XdsServer(generator, token=self._xds_token())
+        self.xds_port = await xds.start(self.settings.xds_host, self.settings.xds_port)
+        self.generator, self.xds, self.debouncer = generator, xds, debouncer
+        xds.set_ready()
+
+    async def _on_changes(self, reasons: list[str]) -> None:
+        assert self.generator is not None and self.xds is not None
+        await asyncio.to_thread(self.generator.rebuild)
+        self.xds.push(",".join(reasons))
+
+    def _proxy_status(self) -> dict:
+        return proxy_status_json(self.xds.status() if self.xds else [])
+
     async def start(self) -> None:
         store = self.open_store()
-        runner = web.AppRunner(create_app(store), access_log=None, shutdown_timeout=2.0)
+        await self._start_xds(store)
+        info = {"xds": {"host": self.settings.xds_host, "port": self.xds_port}}
+        app = create_app(store, info=info, proxy_status=self._proxy_status)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.api_host, self.settings.api_port)
         await site.start()
@@ -90,11 +147,21 @@ class ControlPlane:
             self.api_port = sockets[0].getsockname()[1]
         info = {"pid": os.getpid(), "api": self.api_url}
         (self.settings.state_dir / INFO_FILE).write_text(json.dumps(info) + "\n")
-        log.info("control plane ready: api %s, state %s (revision %d); try: "
-                 "MESHPILOT_SERVER=%s meshpilot get vs -A",
-                 self.api_url, self.settings.state_dir, store.revision, self.api_url)
+        log.info("control plane ready: api %s, xDS %s:%d, state %s (revision %d); try: "
+                 "MESHPILOT_SERVER=%s meshpilot get vs -A", self.api_url,
+                 self.settings.xds_host, self.xds_port, self.settings.state_dir,
+                 store.revision, self.api_url)
 
     async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self.debouncer is not None:
+            await self.debouncer.close()
+            self.debouncer = None
+        if self.xds is not None:
+            await self.xds.stop()
+            self.xds = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

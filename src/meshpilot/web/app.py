@@ -29,6 +29,8 @@ log = logging.getLogger("meshpilot.api")
 
 STORE: web.AppKey[SqliteStore] = web.AppKey("store", SqliteStore)
 HUB: web.AppKey[WatchHub] = web.AppKey("hub", WatchHub)
+INFO: web.AppKey[dict] = web.AppKey("info", dict)
+PROXIES: web.AppKey[Callable[[], dict]] = web.AppKey("proxies")
 MESHPILOT_API = "/apis/meshpilot.io/v1"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -297,13 +299,30 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+async def controlplane_info(request: web.Request) -> web.Response:
+    """What a proxy needs to join: the xDS address (so MESHPILOT_SERVER is all it needs)."""
+    return web.json_response(request.app[INFO])
+
+
+async def proxies(request: web.Request) -> web.Response:
+    """Connected proxies and, per xDS type, what was sent, ACKed or NACKed."""
+    source = request.app.get(PROXIES)
+    return web.json_response(source() if source else {"items": []})
+
+
 async def version(request: web.Request) -> web.Response:
     return web.json_response({"meshpilot": __version__, "revision": _store(request).revision})
 
 
-def create_app(store: SqliteStore) -> web.Application:
+def create_app(store: SqliteStore, info: dict | None = None,
+               proxy_status: Callable[[], dict] | None = None) -> web.Application:
+    """`info` is served at /apis/meshpilot.io/v1/controlplane (the xDS address...);
+    `proxy_status` at /apis/meshpilot.io/v1/proxies."""
     app = web.Application(middlewares=[_errors], client_max_size=16 * 1024 * 1024)
     app[STORE] = store
+    app[INFO] = info if info is not None else {}
+    if proxy_status is not None:
+        app[PROXIES] = proxy_status
 
     async def start_hub(app: web.Application) -> None:
         app[HUB] = WatchHub(store, asyncio.get_running_loop())
@@ -319,6 +338,8 @@ def create_app(store: SqliteStore) -> web.Application:
     r.add_get("/version", version)
     r.add_post(f"{MESHPILOT_API}/apply", apply_batch)
     r.add_post(f"{MESHPILOT_API}/delete", delete_batch)
+    r.add_get(f"{MESHPILOT_API}/controlplane", controlplane_info)
+    r.add_get(f"{MESHPILOT_API}/proxies", proxies)
     r.add_get("/api/v1/namespaces", list_namespaces)
     for root in ("/apis/{group}/{version}", "/api/{version}"):
         coll = root + "/namespaces/{namespace}/{plural}"

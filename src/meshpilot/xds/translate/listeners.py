@@ -1,0 +1,105 @@
+"""Listeners (LDS) for sidecars: `virtualOutbound` (the app's explicit HTTP proxy) and
+`virtualInbound` (where other sidecars reach this workload).
+
+Without iptables there is no transparent capture: the app sends requests to the outbound
+listener as to any HTTP proxy (`curl -x http://127.0.0.1:15001 http://sample-app/`).
+Envoy accepts absolute-form request URIs and takes the authority from them, so the Host
+picks the virtual host exactly as a transparently captured request would.
+"""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import base_pb2, protocol_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.extensions.filters.http.dynamic_forward_proxy.v3 import (
+    dynamic_forward_proxy_pb2 as dfp_filter_pb2,
+)
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from google.protobuf import wrappers_pb2
+
+from ..types import ProxyInfo
+from .clusters import passthrough_dns_cache
+from .common import (
+    DFP_FILTER,
+    HCM_FILTER,
+    ROUTER_FILTER,
+    VIRTUAL_INBOUND,
+    VIRTUAL_OUTBOUND,
+    ads_source,
+    duration,
+    pack,
+    socket_address,
+)
+
+HCM = hcm_pb2.HttpConnectionManager
+
+
+def _router() -> hcm_pb2.HttpFilter:
+    return hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router()))
+
+
+def _dynamic_forward_proxy() -> hcm_pb2.HttpFilter:
+    """Resolves the Host for PassthroughCluster routes; does nothing on other clusters."""
+    cfg = dfp_filter_pb2.FilterConfig(dns_cache_config=passthrough_dns_cache())
+    return hcm_pb2.HttpFilter(name=DFP_FILTER, typed_config=pack(cfg))
+
+
+def http_connection_manager(
+    stat_prefix: str, route_config: str, *, passthrough: bool
+) -> hcm_pb2.HttpConnectionManager:
+    """Istio's HCM defaults that matter here; the router filter is always last."""
+    filters = [_dynamic_forward_proxy()] if passthrough else []
+    hcm = HCM(
+        stat_prefix=stat_prefix,
+        codec_type=HCM.AUTO,
+        rds=hcm_pb2.Rds(config_source=ads_source(), route_config_name=route_config),
+        http_filters=[*filters, _router()],
+        http_protocol_options=protocol_pb2.Http1ProtocolOptions(
+            allow_absolute_url=wrappers_pb2.BoolValue(value=True)
+        ),
+        use_remote_address=wrappers_pb2.BoolValue(value=False),
+        normalize_path=wrappers_pb2.BoolValue(value=True),
+        path_with_escaped_slashes_action=HCM.KEEP_UNCHANGED,
+        stream_idle_timeout=duration(seconds=0),
+        upgrade_configs=[HCM.UpgradeConfig(upgrade_type="websocket")],
+        # Sidecars are transparent: the app's own Server header reaches the client, as in
+        # Istio (the seed tells versions apart by `nginx/1.21` vs `nginx/1.22`).
+        server_header_transformation=HCM.PASS_THROUGH,
+    )
+    return hcm
+
+
+def _listener(
+    name: str, address: str, port: int, direction: int, hcm: hcm_pb2.HttpConnectionManager
+) -> listener_pb2.Listener:
+    return listener_pb2.Listener(
+        name=name,
+        address=socket_address(address, port),
+        traffic_direction=direction,
+        filter_chains=[listener_components_pb2.FilterChain(filters=[
+            listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(hcm))
+        ])],
+    )
+
+
+def outbound_listener(proxy: ProxyInfo, route_config: str, *, passthrough: bool) -> (
+    listener_pb2.Listener
+):
+    assert proxy.outbound_port is not None
+    hcm = http_connection_manager(
+        f"outbound_0.0.0.0_{proxy.outbound_port}", route_config, passthrough=passthrough
+    )
+    return _listener(VIRTUAL_OUTBOUND, "127.0.0.1", proxy.outbound_port,
+                     base_pb2.TrafficDirection.OUTBOUND, hcm)
+
+
+def inbound_listener(proxy: ProxyInfo, route_config: str, app_port: int) -> (
+    listener_pb2.Listener
+):
+    assert proxy.inbound_port is not None
+    hcm = http_connection_manager(f"inbound_0.0.0.0_{app_port}", route_config, passthrough=False)
+    return _listener(VIRTUAL_INBOUND, proxy.address, proxy.inbound_port,
+                     base_pb2.TrafficDirection.INBOUND, hcm)

@@ -1,0 +1,174 @@
+"""DestinationRule traffic policy -> cluster fields, with Istio's mapping and defaults.
+
+Follows pilot/pkg/networking/core/cluster_traffic_policy.go: the circuit-breaker
+thresholds are always set (2^32-1 instead of Envoy's 1024/1024/1024/3), only positive
+connectionPool values override them, outlier detection disables success-rate ejection
+and panic mode, and the default load balancer is LEAST_REQUEST.
+"""
+
+from __future__ import annotations
+
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
+from envoy.type.v3 import percent_pb2
+
+from ...api.destinationrule import ConnectionPoolSettings, OutlierDetection, TrafficPolicy
+from ...registry import ServicePort
+from .common import HTTP_PROTOCOL_OPTIONS, MAX_UINT32, duration, pack, u32
+
+Cluster = cluster_pb2.Cluster
+
+_SIMPLE_LB = {
+    "ROUND_ROBIN": Cluster.ROUND_ROBIN,
+    "LEAST_REQUEST": Cluster.LEAST_REQUEST,
+    "LEAST_CONN": Cluster.LEAST_REQUEST,
+    "RANDOM": Cluster.RANDOM,
+}
+
+
+def default_thresholds() -> circuit_breaker_pb2.CircuitBreakers.Thresholds:
+    """Istio's getDefaultCircuitBreakerThresholds (track_remaining off, as Istio 1.29+)."""
+    return circuit_breaker_pb2.CircuitBreakers.Thresholds(
+        max_connections=u32(MAX_UINT32),
+        max_pending_requests=u32(MAX_UINT32),
+        max_requests=u32(MAX_UINT32),
+        max_retries=u32(MAX_UINT32),
+    )
+
+
+def apply_connection_pool(
+    cluster: cluster_pb2.Cluster,
+    options: hpo.HttpProtocolOptions,
+    pool: ConnectionPoolSettings | None,
+) -> None:
+    """applyConnectionPool: thresholds, connect timeout, per-connection HTTP limits."""
+    threshold = default_thresholds()
+    idle_timeout = None
+    if pool is not None and pool.http is not None:
+        http = pool.http
+        if (http.http2_max_requests or 0) > 0:
+            threshold.max_requests.value = http.http2_max_requests or 0
+        if (http.http1_max_pending_requests or 0) > 0:
+            threshold.max_pending_requests.value = http.http1_max_pending_requests or 0
+        if (http.max_retries or 0) > 0:
+            threshold.max_retries.value = http.max_retries or 0
+        idle_timeout = http.idle_timeout
+        if (http.max_requests_per_connection or 0) > 0:
+            options.common_http_protocol_options.max_requests_per_connection.value = (
+                http.max_requests_per_connection or 0
+            )
+    if pool is not None and pool.tcp is not None:
+        tcp = pool.tcp
+        if tcp.connect_timeout is not None:
+            cluster.connect_timeout.CopyFrom(duration(tcp.connect_timeout))
+        if (tcp.max_connections or 0) > 0:
+            threshold.max_connections.value = tcp.max_connections or 0
+        if tcp.max_connection_duration is not None:
+            options.common_http_protocol_options.max_connection_duration.CopyFrom(
+                duration(tcp.max_connection_duration)
+            )
+        if idle_timeout is None:
+            idle_timeout = tcp.idle_timeout
+        if tcp.tcp_keepalive is not None:
+            ka = tcp.tcp_keepalive
+            keepalive = cluster.upstream_connection_options.tcp_keepalive
+            keepalive.SetInParent()
+            if ka.probes:
+                keepalive.keepalive_probes.value = ka.probes
+            if ka.time is not None:
+                keepalive.keepalive_time.value = int(duration(ka.time).seconds)
+            if ka.interval is not None:
+                keepalive.keepalive_interval.value = int(duration(ka.interval).seconds)
+    if idle_timeout is not None:
+        options.common_http_protocol_options.idle_timeout.CopyFrom(duration(idle_timeout))
+    cluster.circuit_breakers.thresholds.append(threshold)
+    if pool is not None and pool.http is not None and pool.http.use_client_protocol:
+        use_downstream_protocol(options)
+
+
+def use_downstream_protocol(options: hpo.HttpProtocolOptions) -> None:
+    """Upstream speaks whatever the client spoke (Istio: sniffed ports, useClientProtocol)."""
+    cfg = options.use_downstream_protocol_config
+    cfg.http_protocol_options.SetInParent()
+    cfg.http2_protocol_options.SetInParent()
+
+
+def use_http2(options: hpo.HttpProtocolOptions) -> None:
+    if options.WhichOneof("upstream_protocol_options") is None:
+        options.explicit_http_config.http2_protocol_options.SetInParent()
+
+
+def should_upgrade_h2(port: ServicePort, pool: ConnectionPoolSettings | None) -> bool:
+    """shouldH2Upgrade with the mesh h2UpgradePolicy left at its default (DO_NOT_UPGRADE)."""
+    if pool is None or pool.http is None or pool.http.use_client_protocol:
+        return False
+    return pool.http.h2_upgrade_policy == "UPGRADE"
+
+
+def apply_outlier_detection(cluster: cluster_pb2.Cluster, od: OutlierDetection | None) -> None:
+    """applyOutlierDetection: consecutive errors enforce at 100% (0 disables), success rate
+    never enforced, and panic mode disabled via healthy_panic_threshold = minHealthPercent."""
+    if od is None:
+        return
+    out = outlier_detection_pb2.OutlierDetection(enforcing_success_rate=u32(0))
+    if od.consecutive_5xx_errors is not None:
+        v = od.consecutive_5xx_errors
+        out.consecutive_5xx.value = v
+        out.enforcing_consecutive_5xx.value = 100 if v > 0 else 0
+    if od.consecutive_gateway_errors is not None:
+        v = od.consecutive_gateway_errors
+        out.consecutive_gateway_failure.value = v
+        out.enforcing_consecutive_gateway_failure.value = 100 if v > 0 else 0
+    if od.interval is not None:
+        out.interval.CopyFrom(duration(od.interval))
+    if od.base_ejection_time is not None:
+        out.base_ejection_time.CopyFrom(duration(od.base_ejection_time))
+    if (od.max_ejection_percent or 0) > 0:
+        out.max_ejection_percent.value = od.max_ejection_percent or 0
+    if od.split_external_local_origin_errors:
+        out.split_external_local_origin_errors = True
+        if (od.consecutive_local_origin_failures or 0) > 0:
+            out.consecutive_local_origin_failure.value = od.consecutive_local_origin_failures or 0
+            out.enforcing_consecutive_local_origin_failure.value = 100
+        out.enforcing_local_origin_success_rate.value = 0
+    cluster.outlier_detection.CopyFrom(out)
+    min_health = od.min_health_percent or 0
+    if min_health >= 0:
+        cluster.common_lb_config.healthy_panic_threshold.CopyFrom(
+            percent_pb2.Percent(value=float(min_health))
+        )
+
+
+def apply_load_balancer(cluster: cluster_pb2.Cluster, policy: TrafficPolicy | None) -> None:
+    """applyLoadBalancer for `simple`; unset or UNSPECIFIED means LEAST_REQUEST.
+
+    PASSTHROUGH and consistentHash are not translated yet (the snapshot reports them).
+    """
+    lb = policy.load_balancer if policy is not None else None
+    simple = lb.simple if lb is not None else None
+    cluster.lb_policy = _SIMPLE_LB.get(simple or "", Cluster.LEAST_REQUEST)
+
+
+def apply_traffic_policy(
+    cluster: cluster_pb2.Cluster,
+    options: hpo.HttpProtocolOptions,
+    policy: TrafficPolicy | None,
+    port: ServicePort,
+) -> None:
+    pool = policy.connection_pool if policy is not None else None
+    if should_upgrade_h2(port, pool):
+        use_http2(options)
+    apply_connection_pool(cluster, options, pool)
+    apply_outlier_detection(cluster, policy.outlier_detection if policy is not None else None)
+    apply_load_balancer(cluster, policy)
+
+
+def finish_protocol_options(cluster: cluster_pb2.Cluster, options: hpo.HttpProtocolOptions) -> None:
+    """clusterWrapper.build: attach options when any were set; Envoy requires the upstream
+    protocol oneof, so default it to explicit HTTP/1.1 as Istio does."""
+    if options.ByteSize() == 0:
+        return
+    if options.WhichOneof("upstream_protocol_options") is None:
+        options.explicit_http_config.http_protocol_options.SetInParent()
+    cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
+

@@ -1,0 +1,334 @@
+"""VirtualService HTTP rules -> Envoy routes (Istio's route/route.go and retry/retry.go).
+
+One Envoy route per match block, in VirtualService order; fields inside a block are ANDed
+by Envoy, separate blocks become separate routes (ORed by first-match). Emission stops
+after the first catch-all route, since Envoy would never reach what follows.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from google.protobuf import wrappers_pb2
+
+from ...api.base import StringMatch
+from ...api.virtualservice import (
+    MESH_GATEWAY,
+    HTTPMatchRequest,
+    HTTPRedirect,
+    HTTPRetry,
+    HTTPRoute,
+    HTTPRouteDestination,
+    VirtualService,
+)
+from ...snapshot import Config, MeshSnapshot
+from ..types import ProxyInfo
+from .common import BLACKHOLE_CLUSTER, DEFAULT_ROUTE, duration, istio_metadata, pack, u32
+
+DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+INBOUND_RETRY_ON = "reset-before-request"
+PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
+
+_REDIRECT_CODES = {
+    0: rc.RedirectAction.MOVED_PERMANENTLY,
+    301: rc.RedirectAction.MOVED_PERMANENTLY,
+    302: rc.RedirectAction.FOUND,
+    303: rc.RedirectAction.SEE_OTHER,
+    307: rc.RedirectAction.TEMPORARY_REDIRECT,
+    308: rc.RedirectAction.PERMANENT_REDIRECT,
+}
+
+
+# --- retries and timeouts -----------------------------------------------------------------
+
+
+def _previous_hosts() -> rc.RetryPolicy.RetryHostPredicate:
+    return rc.RetryPolicy.RetryHostPredicate(
+        name=PREVIOUS_HOSTS, typed_config=pack(previous_hosts_pb2.PreviousHostsPredicate())
+    )
+
+
+def default_retry_policy() -> rc.RetryPolicy:
+    """Istio's default (1.24+): 2 retries on connection-level failures, other hosts first."""
+    return rc.RetryPolicy(
+        retry_on=DEFAULT_RETRY_ON,
+        num_retries=u32(2),
+        host_selection_retry_max_attempts=5,
+        retry_host_predicate=[_previous_hosts()],
+    )
+
+
+def retry_policy(retries: HTTPRetry | None) -> rc.RetryPolicy | None:
+    """retry.ConvertPolicy: no VS retries -> default; attempts <= 0 -> no policy at all."""
+    if retries is None:
+        return default_retry_policy()
+    if retries.attempts <= 0:
+        return None
+    out = default_retry_policy()
+    out.num_retries.value = retries.attempts
+    if retries.retry_on:
+        names: list[str] = []
+        codes: list[int] = []
+        for part in (p.strip() for p in retries.retry_on.split(",")):
+            if not part:
+                continue
+            if part.isdigit():
+                codes.append(int(part))
+            else:
+                names.append(part)
+        out.retry_on = ",".join(names)
+        if codes:
+            out.retriable_status_codes.extend(codes)
+            if "retriable-status-codes" not in out.retry_on:
+                out.retry_on = ",".join([*names, "retriable-status-codes"])
+    if retries.per_try_timeout is not None:
+        out.per_try_timeout.CopyFrom(duration(retries.per_try_timeout))
+    if retries.retry_ignore_previous_hosts is not None and not retries.retry_ignore_previous_hosts:
+        del out.retry_host_predicate[:]
+    if retries.backoff is not None:
+        out.retry_back_off.base_interval.CopyFrom(duration(retries.backoff))
+    return out
+
+
+def set_timeout(action: rc.RouteAction, timeout: str | None) -> None:
+    """Istio's setTimeout: 0s (disabled) unless the VS sets one; the grpc-timeout header is
+    honoured up to the same value. Istio writes that cap to the deprecated max_grpc_timeout;
+    Envoy 1.40 warns on it, so it goes to max_stream_duration.grpc_timeout_header_max."""
+    value = duration(timeout) if timeout is not None else duration(seconds=0)
+    action.timeout.CopyFrom(value)
+    action.max_stream_duration.grpc_timeout_header_max.CopyFrom(value)
+
+
+# --- matches ---------------------------------------------------------------------------------
+
+
+def string_matcher(sm: StringMatch) -> string_pb2.StringMatcher:
+    if sm.exact is not None:
+        return string_pb2.StringMatcher(exact=sm.exact)
+    if sm.prefix is not None:
+        return string_pb2.StringMatcher(prefix=sm.prefix)
+    return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=sm.regex or ""))
+
+
+def _is_presence(sm: StringMatch) -> bool:
+    """An empty StringMatch, or Istio's `regex: "*"`, means "the header is present"."""
+    return sm.is_empty or sm.regex == "*"
+
+
+def header_matcher(name: str, sm: StringMatch, *, invert: bool = False) -> rc.HeaderMatcher:
+    out = rc.HeaderMatcher(name=name)
+    if _is_presence(sm):
+        out.present_match = True
+    else:
+        out.string_match.CopyFrom(string_matcher(sm))
+        if invert:
+            out.treat_missing_header_as_empty = True
+    if invert:
+        out.invert_match = True
+    return out
+
+
+def route_match(match: HTTPMatchRequest | None) -> rc.RouteMatch:
+    """TranslateRouteMatch."""
+    out = rc.RouteMatch(prefix="/")
+    if match is None:
+        return out
+    headers = [header_matcher(k, v) for k, v in match.headers.items()]
+    headers += [header_matcher(k, v, invert=True) for k, v in match.without_headers.items()]
+    headers.sort(key=lambda h: h.name)
+    if match.uri is not None:
+        uri = match.uri
+        if uri.exact is not None:
+            out.path = uri.exact
+        elif uri.prefix is not None:
+            out.prefix = uri.prefix
+        elif uri.regex is not None:
+            out.safe_regex.regex = uri.regex
+    out.case_sensitive.CopyFrom(wrappers_pb2.BoolValue(value=not match.ignore_uri_case))
+    for pseudo, sm in ((":method", match.method), (":authority", match.authority),
+                       (":scheme", match.scheme)):
+        if sm is not None:
+            headers.append(header_matcher(pseudo, sm))
+    out.headers.extend(headers)
+    for name in sorted(match.query_params):
+        sm = match.query_params[name]
+        qp = out.query_parameters.add(name=name)
+        if _is_presence(sm):
+            qp.present_match = True
+        else:
+            qp.string_match.CopyFrom(string_matcher(sm))
+    return out
+
+
+def is_catch_all(route: rc.Route) -> bool:
+    """IsCatchAllRoute: prefix `/` or regex `.*`, with no header or query matchers."""
+    m = route.match
+    spec = m.WhichOneof("path_specifier")
+    catch_all = (spec == "prefix" and m.prefix == "/") or (
+        spec == "safe_regex" and m.safe_regex.regex == ".*"
+    )
+    return catch_all and not m.headers and not m.query_parameters
+
+
+def _applies_to_sidecar(
+    vs: VirtualService, match: HTTPMatchRequest | None, listen_port: int, proxy: ProxyInfo
+) -> bool:
+    """The port, gateways and source checks Istio makes before translating a match."""
+    if match is None:
+        return True
+    if match.port and match.port != listen_port:
+        return False
+    gateways = match.gateways or vs.gateways
+    if gateways and MESH_GATEWAY not in gateways:
+        return False
+    if any(proxy.labels.get(k) != v for k, v in match.source_labels.items()):
+        return False
+    return not (match.source_namespace and match.source_namespace != proxy.namespace)
+
+
+# --- actions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RouteContext:
+    snap: MeshSnapshot
+    proxy: ProxyInfo
+    vs: Config[VirtualService]
+    listen_port: int
+    clusters: Collection[str]
+
+    def cluster_for(self, dst: HTTPRouteDestination) -> str:
+        """The destination's cluster, or BlackHoleCluster when it does not exist (Istio would
+        name a missing cluster and Envoy answer 503 NC; we keep every route consistent)."""
+        name = self.snap.destination_cluster(dst.destination, self.vs.namespace, self.listen_port)
+        return name if name is not None and name in self.clusters else BLACKHOLE_CLUSTER
+
+
+def operation(route: rc.Route, vs_name: str, port: int) -> str:
+    """GetRouteOperation: `<host>:<port><path>` for one cluster, else `<vs>:<port><path>`."""
+    m = route.match
+    spec = m.WhichOneof("path_specifier")
+    path = {"prefix": f"{m.prefix}*", "path": m.path, "safe_regex": m.safe_regex.regex}.get(
+        spec or "", "/*"
+    )
+    cluster = route.route.cluster if route.HasField("route") else ""
+    parts = cluster.split("|")
+    if len(parts) == 4 and parts[1].isdigit():
+        return f"{parts[3]}:{parts[1]}{path}"
+    return f"{vs_name}:{port}{path}"
+
+
+def _apply_redirect(out: rc.Route, redirect: HTTPRedirect, listen_port: int) -> None:
+    action = out.redirect
+    if redirect.uri:
+        action.path_redirect = redirect.uri
+    elif redirect.prefix_rewrite:
+        action.prefix_rewrite = redirect.prefix_rewrite
+    if redirect.authority:
+        action.host_redirect = redirect.authority
+    if redirect.scheme:
+        action.scheme_redirect = redirect.scheme
+    port = redirect.port
+    if redirect.derive_port == "FROM_REQUEST_PORT":
+        port = listen_port
+    if port:
+        action.port_redirect = port
+    action.response_code = _REDIRECT_CODES.get(
+        redirect.redirect_code, rc.RedirectAction.MOVED_PERMANENTLY
+    )
+
+
+def _apply_destinations(out: rc.Route, http: HTTPRoute, ctx: RouteContext) -> None:
+    action = out.route
+    set_timeout(action, http.timeout)
+    if http.rewrite is not None:
+        rw = http.rewrite
+        if rw.uri_regex_rewrite is not None:
+            action.regex_rewrite.pattern.regex = rw.uri_regex_rewrite.match
+            action.regex_rewrite.substitution = rw.uri_regex_rewrite.rewrite
+        elif rw.uri:
+            action.prefix_rewrite = rw.uri
+        if rw.authority:
+            action.host_rewrite_literal = rw.authority
+    if len(http.route) == 1:
+        action.cluster = ctx.cluster_for(http.route[0])
+    else:
+        weighted = action.weighted_clusters
+        for dst in http.route:
+            if dst.weight == 0:
+                continue
+            weighted.clusters.add(name=ctx.cluster_for(dst), weight=u32(dst.weight))
+    policy = retry_policy(http.retries)
+    if policy is not None:
+        action.retry_policy.CopyFrom(policy)
+
+
+def translate_route(
+    http: HTTPRoute, match: HTTPMatchRequest | None, ctx: RouteContext
+) -> rc.Route | None:
+    """TranslateRoute for one (rule, match block); None when the block is not for us."""
+    if not _applies_to_sidecar(ctx.vs.spec, match, ctx.listen_port, ctx.proxy):
+        return None
+    name = http.name
+    if match is not None and match.name:
+        name = f"{name}.{match.name}"
+    out = rc.Route(name=name, match=route_match(match))
+    out.metadata.CopyFrom(istio_metadata(config=ctx.vs.provenance))
+    if http.redirect is not None:
+        _apply_redirect(out, http.redirect, ctx.listen_port)
+    elif http.direct_response is not None:
+        dr = http.direct_response
+        out.direct_response.status = dr.status
+        if dr.body is not None and dr.body.string is not None:
+            out.direct_response.body.inline_string = dr.body.string
+        elif dr.body is not None and dr.body.bytes is not None:
+            out.direct_response.body.inline_bytes = base64.b64decode(dr.body.bytes)
+    elif http.route:
+        _apply_destinations(out, http, ctx)
+    else:
+        return None
+    out.decorator.operation = operation(out, ctx.vs.name, ctx.listen_port)
+    return out
+
+
+def virtual_service_routes(ctx: RouteContext) -> list[rc.Route]:
+    """BuildHTTPRoutesForVirtualService for a sidecar."""
+    out: list[rc.Route] = []
+    for http in ctx.vs.spec.http:
+        matches: list[HTTPMatchRequest | None] = list(http.match) or [None]
+        for match in matches:
+            route = translate_route(http, match, ctx)
+            if route is None:
+                continue
+            out.append(route)
+            if is_catch_all(route):
+                return out
+    return out
+
+
+def default_route(cluster: str, host: str, port: int) -> rc.Route:
+    """BuildDefaultHTTPOutboundRoute: everything to the service, default retries, no timeout."""
+    out = rc.Route(name=DEFAULT_ROUTE, match=rc.RouteMatch(prefix="/"))
+    out.route.cluster = cluster
+    set_timeout(out.route, None)
+    out.route.retry_policy.CopyFrom(default_retry_policy())
+    out.decorator.operation = f"{host}:{port}/*"
+    return out
+
+
+def inbound_route(cluster: str) -> rc.Route:
+    """Istio's inbound default route: no timeout, retry only resets before the request."""
+    out = rc.Route(name=DEFAULT_ROUTE, match=rc.RouteMatch(prefix="/"))
+    action = out.route
+    action.cluster = cluster
+    action.timeout.CopyFrom(duration(seconds=0))
+    action.max_stream_duration.max_stream_duration.CopyFrom(duration(seconds=0))
+    action.max_stream_duration.grpc_timeout_header_max.CopyFrom(duration(seconds=0))
+    action.retry_policy.CopyFrom(rc.RetryPolicy(retry_on=INBOUND_RETRY_ON, num_retries=u32(2)))
+    return out
+

@@ -1,0 +1,232 @@
+"""A real mesh on 127.0.0.1 for tests: control plane, apps behind sidecars, a client sidecar.
+
+Everything runs through the `meshpilot` command exactly as a user would start it;
+every process is stopped (and its group killed) when the harness closes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .conftest import free_port
+
+MESHPILOT = [sys.executable, "-m", "meshpilot"]
+
+
+@dataclass
+class Proc:
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(timeout)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        if self.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+@dataclass
+class Mesh:
+    root: Path
+    xds_mode: str = "delta"
+    api_port: int = field(default_factory=free_port)
+    xds_port: int = field(default_factory=free_port)
+    procs: list[Proc] = field(default_factory=list)
+    control_plane: Proc | None = None
+
+    @property
+    def server(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["MESHPILOT_SERVER"] = self.server
+        env["MESHPILOT_STATE"] = str(self.root / "state")
+        return env
+
+    def spawn(self, name: str, *args: str) -> Proc:
+        log = self.root / f"{name}-{time.monotonic_ns()}.log"
+        proc = subprocess.Popen([*MESHPILOT, *args], stdout=log.open("w"),
+                                stderr=subprocess.STDOUT, env=self.env(),
+                                start_new_session=True)
+        p = Proc(name, proc, log)
+        self.procs.append(p)
+        return p
+
+    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([*MESHPILOT, *args], input=stdin, capture_output=True, text=True,
+                              env=self.env(), timeout=60)
+
+    def apply(self, *paths: str | Path) -> None:
+        args = [a for p in paths for a in ("-f", str(p))]
+        result = self.run("apply", *args)
+        assert result.returncode == 0, result.stderr
+
+    def start_control_plane(self, *extra: str) -> Proc:
+        cp = self.spawn("control-plane", "up", "--state", str(self.root / "cp-state"),
+                        "--api-port", str(self.api_port), "--xds-port", str(self.xds_port),
+                        *extra)
+        self.control_plane = cp
+        wait_for(lambda: _http_ok(self.server + "/readyz"), 20, cp)
+        return cp
+
+    def workload(self, name: str, namespace: str, labels: str, version: str) -> tuple[int, Proc]:
+        """An app (the demo app) behind its sidecar; returns the app port and the sidecar."""
+        app_port, admin_port = free_port(), free_port()
+        sidecar = self.spawn(
+            name, "sidecar", "--name", name, "-n", namespace, "--labels", labels,
+            "--app-port", str(app_port), "--admin-port", str(admin_port),
+            "--outbound-port", str(free_port()), "--xds", self.xds_mode, "--",
+            *MESHPILOT, "demo-app", "--port", str(app_port), "--version", version,
+            "--name", name,
+        )
+        wait_for(lambda: _http_ok(f"http://127.0.0.1:{admin_port}/ready"), 30, sidecar)
+        return app_port, sidecar
+
+    def client(self, name: str = "test-client", namespace: str = "traffic-demo") -> int:
+        """A sidecar with no app: its outbound port is the client's explicit HTTP proxy."""
+        outbound, admin = free_port(), free_port()
+        proc = self.spawn(name, "sidecar", "--name", name, "-n", namespace, "--labels",
+                          f"app={name}", "--app-port", str(free_port()), "--outbound-port",
+                          str(outbound), "--admin-port", str(admin), "--xds", self.xds_mode)
+        wait_for(lambda: _http_ok(f"http://127.0.0.1:{admin}/ready"), 30, proc)
+        return outbound
+
+    def admin_port(self, name: str, namespace: str) -> int:
+        """The Envoy admin port a sidecar recorded on its WorkloadEntry."""
+        out = self.run("get", "we", name, "-n", namespace, "-o", "json")
+        assert out.returncode == 0, out.stderr
+        return int(json.loads(out.stdout)["metadata"]["annotations"]["meshpilot.io/admin-port"])
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            p.stop()
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def wait_for(check, timeout: float, proc: Proc | None = None, every: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.proc.poll() is not None:
+            raise AssertionError(f"{proc.name} exited early:\n{proc.log.read_text()[-4000:]}")
+        time.sleep(every)
+    tail = proc.log.read_text()[-4000:] if proc is not None else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {check}\n{tail}")
+
+
+@contextmanager
+def mesh(root: Path, xds_mode: str = "delta") -> Iterator[Mesh]:
+    m = Mesh(root, xds_mode)
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+class ProxyClient:
+    """HTTP/1.1 through a sidecar's outbound port, keep-alive, absolute-form URIs."""
+
+    def __init__(self, proxy_port: int) -> None:
+        self.port = proxy_port
+        self.conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=10)
+
+    def get(self, url: str, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
+        for attempt in (1, 2):
+            try:
+                self.conn.request("GET", url, headers=headers or {})
+                resp = self.conn.getresponse()
+                return resp.status, dict(resp.getheaders()), resp.read()
+            except (http.client.HTTPException, ConnectionError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def versions(self, url: str, n: int, headers: dict[str, str] | None = None) -> Counter:
+        """How many of n responses came from each (status, x-version, instance)."""
+        seen: Counter = Counter()
+        for _ in range(n):
+            status, hdrs, _body = self.get(url, headers)
+            lower = {k.lower(): v for k, v in hdrs.items()}
+            seen[(status, lower.get("x-version"), lower.get("x-instance"))] += 1
+        return seen
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class LoadLoop:
+    """Steady background load (about `rate` req/s) that records every status code."""
+
+    def __init__(self, proxy_port: int, url: str, rate: float = 200.0, workers: int = 4) -> None:
+        self.codes: Counter = Counter()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(proxy_port, url,
+                                                                  workers / rate), daemon=True)
+                         for _ in range(workers)]
+
+    def _run(self, port: int, url: str, interval: float) -> None:
+        client = ProxyClient(port)
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                status, _, _ = client.get(url)
+                with self._lock:
+                    self.codes[status] += 1
+            except Exception as e:  # a transport failure counts as a failed request
+                with self._lock:
+                    self.errors.append(repr(e))
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        client.close()
+
+    def __enter__(self) -> LoadLoop:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
+    @property
+    def total(self) -> int:
+        return sum(self.codes.values()) + len(self.errors)
+
+
+def proxy_status(m: Mesh) -> list[dict]:
+    with urllib.request.urlopen(m.server + "/apis/meshpilot.io/v1/proxies", timeout=5) as r:
+        return json.loads(r.read())["items"]
