@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -129,10 +130,18 @@ class MeshSnapshot:
         if exact is not None:
             return exact
         wildcards = [
-            dr for (h, ns), dr in self.destination_rules_by_host.items()
-            if ns == namespace and h.startswith("*") and host_matches(h, host)
+            dr for h, dr in self._wildcard_rules.get(namespace, ()) if host_matches(h, host)
         ]
         return max(wildcards, key=lambda d: len(d.host), default=None)
+
+    @cached_property
+    def _wildcard_rules(self) -> dict[str, list[tuple[str, MergedDestinationRule]]]:
+        """Wildcard-host rules by namespace, so a lookup does not scan every rule."""
+        index: dict[str, list[tuple[str, MergedDestinationRule]]] = {}
+        for (h, ns), dr in self.destination_rules_by_host.items():
+            if h.startswith("*"):
+                index.setdefault(ns, []).append((h, dr))
+        return index
 
     def virtual_service_for(self, host: str) -> Config[VirtualService] | None:
         """The mesh VirtualService that owns `host` on sidecars: an exact host first, else

@@ -6,7 +6,9 @@ oneof messages (`ads: {}`) must be set explicitly, typed configs must be packed 
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from functools import lru_cache
 
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2
 from google.protobuf import any_pb2, duration_pb2, struct_pb2, wrappers_pb2
@@ -68,8 +70,16 @@ def socket_address(address: str, port: int) -> address_pb2.Address:
 
 def istio_metadata(**fields: object) -> base_pb2.Metadata:
     """`filter_metadata.istio`: where Istio records which config produced a resource."""
+    key = json.dumps({k: v for k, v in fields.items() if v not in (None, "", [])},
+                     sort_keys=True)
+    return base_pb2.Metadata.FromString(_istio_metadata_bytes(key))
+
+
+@lru_cache(maxsize=65536)
+def _istio_metadata_bytes(fields_json: str) -> bytes:
+    """Struct building is slow in Python and the same few values repeat across resources."""
     meta = base_pb2.Metadata()
     struct = struct_pb2.Struct()
-    struct.update({k: v for k, v in fields.items() if v not in (None, "", [])})
+    struct.update(json.loads(fields_json))
     meta.filter_metadata["istio"].CopyFrom(struct)
-    return meta
+    return meta.SerializeToString(deterministic=True)
