@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,14 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from meshpilot.proxy.bootstrap import build_bootstrap, write_bootstrap
+from meshpilot.proxy.ports import free_port
 from meshpilot.proxy.process import EnvoyProcess
 from meshpilot.xds.types import ProxyInfo
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:

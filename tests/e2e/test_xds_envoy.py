@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -24,18 +23,13 @@ from pathlib import Path
 import pytest
 
 from meshpilot.proxy.envoy import find_envoy
+from meshpilot.proxy.ports import free_port
 from meshpilot.xds.hooks import NoopHooks
 from meshpilot.xds.server import XdsServer
 from meshpilot.xds.types import CLUSTER_TYPE, ROUTE_TYPE, ProxyInfo, ProxyResources
 from tests.unit.xds.builders import simple
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Upstream:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..proxy.ports import free_port
+
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "traffic-demo"
 NAMESPACE = "traffic-demo"
 URL = "http://sample-app/"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def say(text: str = "") -> None:

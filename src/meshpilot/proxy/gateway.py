@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..xds.types import ProxyInfo, XdsMode
+from .ports import free_port
 from .registration import ANNOTATION_PREFIX
-from .supervisor import ProxyRun, default_state_dir, free_port, run_proxy
+from .supervisor import ProxyRun, default_state_dir, run_proxy
 
 DEFAULT_PORT_MAP = "80:8080,443:8443"
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..xds.types import ProxyInfo, XdsMode
+from .ports import free_port, port_is_free
 from .registration import ANNOTATION_PREFIX
-from .supervisor import ProxyRun, default_state_dir, free_port, port_is_free, run_proxy
+from .supervisor import ProxyRun, default_state_dir, run_proxy
 
 DEFAULT_OUTBOUND_PORT = 15001
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,21 +36,6 @@ def default_state_dir() -> Path:
     """Same rule as the control plane (`$MESHPILOT_STATE` or ~/.meshpilot), without
     importing it: a proxy should start fast and need no server-side modules."""
     return Path(os.environ.get("MESHPILOT_STATE") or Path.home() / ".meshpilot")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def parse_labels(text: str | None) -> dict[str, str]:
