@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from . import commands
+from .load_command import add_load_command
 from .proxy_commands import add_proxy_commands
 
 
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     version.set_defaults(func=commands.version)
 
     add_proxy_commands(sub)  # sidecar, gateway, demo-app
+    add_load_command(sub)  # load (fortio-style)
     return parser
 
 

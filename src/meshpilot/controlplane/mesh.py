@@ -26,6 +26,7 @@ class MeshGenerator:
         self.store = store
         self.mesh = mesh or MeshConfig()
         self.snapshot: MeshSnapshot = MeshSnapshot.build([], 0, self.mesh)
+        self._parsed: dict = {}  # typed configs reused across rebuilds
         self.build_seconds = 0.0
 
     def rebuild(self) -> MeshSnapshot:
@@ -33,7 +34,7 @@ class MeshGenerator:
         started = time.perf_counter()
         revision = self.store.revision  # a write after this triggers another rebuild
         resources = self.store.list()
-        snapshot = MeshSnapshot.build(resources, revision, self.mesh)
+        snapshot = MeshSnapshot.build(resources, revision, self.mesh, self._parsed)
         self.build_seconds = time.perf_counter() - started
         for line in snapshot.diagnostics:
             if line not in self.snapshot.diagnostics:

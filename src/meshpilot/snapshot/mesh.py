@@ -175,25 +175,36 @@ class MeshSnapshot:
 
     @classmethod
     def build(
-        cls, resources: Iterable[Resource], revision: int, mesh: MeshConfig | None = None
+        cls, resources: Iterable[Resource], revision: int, mesh: MeshConfig | None = None,
+        parsed: dict[tuple[str, str, str, int], Config[Any]] | None = None,
     ) -> MeshSnapshot:
+        """`parsed` is a cache owned by the caller: typed configs by (kind, namespace, name,
+        resourceVersion), so a rebuild after one change re-validates one object, not all.
+        It is updated in place and keeps only the objects of this build."""
         mesh = mesh or MeshConfig()
         diagnostics: list[str] = []
         typed: dict[str, list[Config[Any]]] = {kind: [] for kind in _MODELS}
+        seen: dict[tuple[str, str, str, int], Config[Any]] = {}
         for res in resources:
             model = _MODELS.get(res.kind)
             if model is None:
                 continue
-            try:
-                spec = model.model_validate(
-                    res.body, by_alias=True, by_name=False, context={"namespace": res.namespace}
-                )
-            except ValidationError as e:
-                diagnostics.append(f"{res.key}: invalid body ignored ({e.error_count()} errors)")
-                continue
-            typed[res.kind].append(
-                Config(res.kind, res.name, res.namespace, res.creation_timestamp, spec)
-            )
+            key = (res.kind, res.namespace, res.name, res.resource_version)
+            cfg = parsed.get(key) if parsed is not None and res.resource_version else None
+            if cfg is None:
+                try:
+                    spec = model.model_validate(res.body, by_alias=True, by_name=False,
+                                                context={"namespace": res.namespace})
+                except ValidationError as e:
+                    diagnostics.append(
+                        f"{res.key}: invalid body ignored ({e.error_count()} errors)")
+                    continue
+                cfg = Config(res.kind, res.name, res.namespace, res.creation_timestamp, spec)
+            seen[key] = cfg
+            typed[res.kind].append(cfg)
+        if parsed is not None:
+            parsed.clear()
+            parsed.update(seen)
         ordered = {kind: tuple(sort_configs(items)) for kind, items in typed.items()}
         registry = build_registry(
             ordered["Service"], ordered["ServiceEntry"], ordered["WorkloadEntry"],

@@ -137,3 +137,20 @@ def test_unimplemented_policy_blocks_are_reported() -> None:
     snap = MeshSnapshot.build([*load(EXAMPLES / "base" / "10-sample-app-service.yaml"), dr], 1)
     assert any("consistentHash is not implemented" in d for d in snap.diagnostics)
     assert any("tls is not implemented" in d for d in snap.diagnostics)
+
+
+def test_parsed_cache_reuses_unchanged_objects_and_drops_deleted_ones() -> None:
+    from meshpilot.api.resource import Resource
+    from meshpilot.snapshot.mesh import MeshSnapshot
+
+    def dr(name: str, rv: int, host: str) -> Resource:
+        return Resource("networking.istio.io/v1", "DestinationRule", name, "ns",
+                        {"host": host}, resource_version=rv)
+
+    cache: dict = {}
+    first = MeshSnapshot.build([dr("a", 1, "a"), dr("b", 2, "b")], 2, parsed=cache)
+    second = MeshSnapshot.build([dr("a", 1, "a"), dr("b", 3, "b2")], 3, parsed=cache)
+    assert second.destination_rules[0] is first.destination_rules[0]  # a: reused
+    assert second.destination_rules[1].spec.host == "b2"  # b: new version parsed again
+    MeshSnapshot.build([dr("a", 1, "a")], 4, parsed=cache)
+    assert set(cache) == {("DestinationRule", "ns", "a", 1)}
