@@ -3,7 +3,10 @@
 Every answer names the service, version and instance, in the body and in headers
 (`x-version`, `Server`), so traffic-split, header-routing and load-balancing tests can
 count who answered. `/status/<code>` and `/delay/<ms>` give fault and timeout tests a
-misbehaving upstream on demand; `/echo` shows what the proxy forwarded.
+misbehaving upstream on demand; `/echo` shows what the proxy forwarded; `/count` says
+how many requests reached this instance (by path), so retry and mirror tests can count
+attempts. `--status CODE` makes every other path answer CODE (an unhealthy instance for
+outlier-detection tests).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class DemoConfig:
     instance: str | None = None
     server_header: str | None = None
     host: str = "127.0.0.1"
+    status: int = 200  # what plain paths answer: 5xx makes a failing instance
 
     @property
     def instance_name(self) -> str:
@@ -53,9 +57,16 @@ def make_handler(cfg: DemoConfig):
     """One handler for every path: cheaper than a router, and every path must answer."""
     headers = {"Server": cfg.server, "x-version": cfg.version, "x-instance": cfg.instance_name}
     text = cfg.banner + "\n"
+    counts: dict[str, int] = {}
 
     async def handle(request: web.BaseRequest) -> web.Response:
         path = request.path
+        if path == "/count":
+            payload = {"instance": cfg.instance_name, "requests": sum(counts.values()),
+                       "paths": counts}
+            return web.Response(text=json.dumps(payload) + "\n",
+                                content_type="application/json", headers=headers)
+        counts[path] = counts.get(path, 0) + 1
         if path == "/echo" or path.startswith("/echo/"):
             body = await request.read()
             payload = {
@@ -81,6 +92,9 @@ def make_handler(cfg: DemoConfig):
                 return web.Response(status=400, text="want /delay/<milliseconds>\n",
                                     headers=headers)
             await asyncio.sleep(min(ms, MAX_DELAY_MS) / 1000)
+        if cfg.status != 200:
+            return web.Response(status=cfg.status, text=f"{cfg.status} from {cfg.banner}\n",
+                                headers=headers)
         return web.Response(text=text, headers=headers)
 
     return handle
