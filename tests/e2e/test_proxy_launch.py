@@ -328,7 +328,7 @@ def test_gateway_bad_port_map_is_rejected(procs) -> None:
 
 def test_demo_app_counts_requests_and_can_fail_on_purpose(procs, tmp_path) -> None:
     port = free_port()
-    procs(*MESHPILOT, "demo-app", "--port", str(port), "--status", "503")
+    procs("demo-app", "--port", str(port), "--status", "503")
     wait_for(lambda: http_get(f"http://127.0.0.1:{port}/count", 1)[0] == 200, what="app")
     assert http_get(f"http://127.0.0.1:{port}/")[0] == 503
     assert http_get(f"http://127.0.0.1:{port}/status/200")[0] == 200
