@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ..api.core import Service
+from ..api.core import SecretBody, Service, secret_data
 from ..api.destinationrule import DestinationRule, Subset
 from ..api.gateway import Gateway
 from ..api.hosts import resolve_short_name
@@ -36,6 +36,7 @@ _MODELS: dict[str, type[BaseModel]] = {
     "ServiceEntry": ServiceEntry,
     "WorkloadEntry": WorkloadEntry,
     "Service": Service,
+    "Secret": SecretBody,
 }
 
 
@@ -98,6 +99,8 @@ class MeshSnapshot:
     # resolved VS host (FQDN or wildcard) -> the oldest mesh-bound VS claiming it.
     mesh_virtual_services: Mapping[str, Config[VirtualService]]
     diagnostics: list[str] = field(default_factory=list)
+    # Secrets, read only for DestinationRule tls.credentialName (inlined into clusters).
+    secrets: tuple[Config[SecretBody], ...] = ()
 
     # --- lookups -----------------------------------------------------------------------
 
@@ -142,6 +145,13 @@ class MeshSnapshot:
             if h.startswith("*"):
                 index.setdefault(ns, []).append((h, dr))
         return index
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        """The decoded data of Secret `namespace/name`, or None when there is none."""
+        for cfg in self.secrets:
+            if cfg.namespace == namespace and cfg.name == name:
+                return secret_data(cfg.spec)
+        return None
 
     def virtual_service_for(self, host: str) -> Config[VirtualService] | None:
         """The mesh VirtualService that owns `host` on sidecars: an exact host first, else
@@ -226,6 +236,7 @@ class MeshSnapshot:
             destination_rules_by_host=drs,
             mesh_virtual_services=vss,
             diagnostics=diagnostics,
+            secrets=ordered["Secret"],
         )
         from .checks import check_snapshot  # local: checks reads the finished snapshot
 

@@ -24,6 +24,10 @@ CASES: dict[str, tuple[Path, ...]] = {
     "ab-test-corrected": (SERVICE, WORKLOADS, SUBSETS, EXAMPLES / "sections" / "09-ab-test.yaml"),
     # Section 4: connection pool + outlier detection, subset override.
     "circuit-breaker": (SERVICE, WORKLOADS, EXAMPLES / "sections" / "04-circuit-breaker.yaml"),
+    # Fault, mirrors, CORS, header operations and a delegate, all on one VirtualService.
+    "http-features": (SERVICE, WORKLOADS, SUBSETS, DATA / "http-features.yaml"),
     # A ServiceEntry with static endpoints and a subset.
     "serviceentry-static": (DATA / "serviceentry-static.yaml",),
+    # Every DestinationRule traffic-policy mapping (hashing, warmup, pools, TLS, Secret).
+    "destinationrule-policies": (DATA / "destinationrule-policies.yaml",),
 }

@@ -110,9 +110,11 @@ def test_destination_rule_lookup_order() -> None:
     ({"hosts": ["sample-app"], "http": [{"route": [{"destination": {
         "host": "sample-app", "subset": "v9"}}]}]},
      "subset 'v9' of sample-app.traffic-demo.svc.cluster.local is defined by no"),
-    ({"hosts": ["sample-app"], "http": [{"fault": {"abort": {"httpStatus": 503,
-        "percentage": {"value": 1}}}, "route": [{"destination": {"host": "sample-app"}}]}]},
-     "fault is not implemented yet"),
+    ({"hosts": ["sample-app"], "http": [{"mirror": {"host": "sample-app", "subset": "v9"},
+        "route": [{"destination": {"host": "sample-app"}}]}]},
+     "subset 'v9' of sample-app.traffic-demo.svc.cluster.local is defined by no"),
+    ({"hosts": ["sample-app"], "http": [{"delegate": {"name": "missing"}}]},
+     "delegate VirtualService traffic-demo/missing not found"),
 ])
 def test_diagnostics(vs: dict, expected: str) -> None:
     res = [*load(EXAMPLES / "base" / "10-sample-app-service.yaml",
@@ -120,6 +122,20 @@ def test_diagnostics(vs: dict, expected: str) -> None:
            resource("VirtualService", "vs", vs)]
     snap = MeshSnapshot.build(res, 1)
     assert any(expected in d for d in snap.diagnostics), snap.diagnostics
+
+
+def test_implemented_route_fields_are_not_reported() -> None:
+    vs = {"hosts": ["sample-app"], "http": [{
+        "fault": {"abort": {"httpStatus": 503, "percentage": {"value": 1}}},
+        "corsPolicy": {"allowOrigins": [{"exact": "https://a.example"}]},
+        "headers": {"request": {"set": {"x-a": "1"}}},
+        "mirror": {"host": "sample-app", "subset": "v2"},
+        "route": [{"destination": {"host": "sample-app"}}]}]}
+    res = [*load(EXAMPLES / "base" / "10-sample-app-service.yaml",
+                 EXAMPLES / "base" / "20-sample-app-subsets.yaml"),
+           resource("VirtualService", "vs", vs)]
+    snap = MeshSnapshot.build(res, 1)
+    assert snap.diagnostics == []
 
 
 def test_invalid_body_is_skipped_with_diagnostic() -> None:
@@ -130,13 +146,20 @@ def test_invalid_body_is_skipped_with_diagnostic() -> None:
     assert any("VirtualService traffic-demo/bad: invalid body" in d for d in snap.diagnostics)
 
 
-def test_unimplemented_policy_blocks_are_reported() -> None:
+def test_policy_settings_that_cannot_apply_are_reported() -> None:
     dr = resource("DestinationRule", "hash", {"host": "sample-app", "trafficPolicy": {
         "loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}},
-        "tls": {"mode": "ISTIO_MUTUAL"}}})
+        "tls": {"mode": "ISTIO_MUTUAL"}}, "subsets": [
+            {"name": "v1", "labels": {"version": "v1"}, "trafficPolicy": {
+                "loadBalancer": {"simple": "PASSTHROUGH", "localityLbSetting": {}},
+                "tls": {"mode": "SIMPLE", "credentialName": "nope"}}}]})
     snap = MeshSnapshot.build([*load(EXAMPLES / "base" / "10-sample-app-service.yaml"), dr], 1)
-    assert any("consistentHash is not implemented" in d for d in snap.diagnostics)
-    assert any("tls is not implemented" in d for d in snap.diagnostics)
+    text = "\n".join(snap.diagnostics)
+    assert "consistentHash" not in text  # implemented now
+    assert "trafficPolicy: tls mode ISTIO_MUTUAL needs mesh mTLS" in text
+    assert "subset v1: loadBalancer.simple PASSTHROUGH cannot apply" in text
+    assert "subset v1: loadBalancer.localityLbSetting" in text
+    assert "Secret 'nope' does not exist in namespace traffic-demo" in text
 
 
 def test_parsed_cache_reuses_unchanged_objects_and_drops_deleted_ones() -> None:

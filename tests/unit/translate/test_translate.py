@@ -212,7 +212,7 @@ def test_registry_only_blocks_unknown_hosts() -> None:
     assert last.name == "block_all" and last.routes[0].direct_response.status == 502
     hcm = as_dict(out.listeners["virtualOutbound"])["filter_chains"][0]["filters"][0]
     assert [f["name"] for f in hcm["typed_config"]["http_filters"]] == [
-        "envoy.filters.http.router"]
+        "envoy.filters.http.fault", "envoy.filters.http.cors", "envoy.filters.http.router"]
 
 
 def test_outbound_listener_is_an_explicit_http_proxy() -> None:

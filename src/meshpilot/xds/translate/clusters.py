@@ -87,7 +87,8 @@ def service_cluster(
     elif port.is_sniffed and proxy.kind == "sidecar":
         use_downstream_protocol(options)
     policy = effective_subset_policy(dr.rule, subset_name or None, port.port) if dr else None
-    apply_traffic_policy(cluster, options, policy, port)
+    ns = dr.namespace if dr is not None else ""
+    apply_traffic_policy(cluster, options, policy, port, lambda name: snap.secret_data(ns, name))
     finish_protocol_options(cluster, options)
     meta: dict[str, object] = {
         "services": [{"host": svc.hostname, "name": svc.name, "namespace": svc.namespace}],

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from envoy.config.core.v3 import base_pb2, protocol_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.dynamic_forward_proxy.v3 import (
     dynamic_forward_proxy_pb2 as dfp_filter_pb2,
 )
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -33,12 +35,23 @@ from .common import (
     pack,
     socket_address,
 )
+from .routes import CORS_FILTER, FAULT_FILTER
 
 HCM = hcm_pb2.HttpConnectionManager
 
 
 def _router() -> hcm_pb2.HttpFilter:
     return hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router()))
+
+
+def _fault() -> hcm_pb2.HttpFilter:
+    """Istio's empty fault filter: inert until a route's typed_per_filter_config sets a fault."""
+    return hcm_pb2.HttpFilter(name=FAULT_FILTER, typed_config=pack(fault_pb2.HTTPFault()))
+
+
+def _cors() -> hcm_pb2.HttpFilter:
+    """Istio's empty CORS filter: inert until a route's typed_per_filter_config sets a policy."""
+    return hcm_pb2.HttpFilter(name=CORS_FILTER, typed_config=pack(cors_pb2.Cors()))
 
 
 def _dynamic_forward_proxy() -> hcm_pb2.HttpFilter:
@@ -50,8 +63,12 @@ def _dynamic_forward_proxy() -> hcm_pb2.HttpFilter:
 def http_connection_manager(
     stat_prefix: str, route_config: str, *, passthrough: bool
 ) -> hcm_pb2.HttpConnectionManager:
-    """Istio's HCM defaults that matter here; the router filter is always last."""
-    filters = [_dynamic_forward_proxy()] if passthrough else []
+    """Istio's HCM defaults that matter here. Filter order as Istio's listener_builder:
+    fault, then CORS (so a faulted route aborts even a preflight), then the router last;
+    the DFP filter, which Istio has no counterpart for, sits just before the router."""
+    filters = [_fault(), _cors()]
+    if passthrough:
+        filters.append(_dynamic_forward_proxy())
     hcm = HCM(
         stat_prefix=stat_prefix,
         codec_type=HCM.AUTO,

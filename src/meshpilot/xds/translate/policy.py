@@ -4,17 +4,36 @@ Follows pilot/pkg/networking/core/cluster_traffic_policy.go: the circuit-breaker
 thresholds are always set (2^32-1 instead of Envoy's 1024/1024/1024/3), only positive
 connectionPool values override them, outlier detection disables success-rate ejection
 and panic mode, and the default load balancer is LEAST_REQUEST.
+
+Not translated (the snapshot diagnostics say so): `simple: PASSTHROUGH` (Istio makes the
+cluster ORIGINAL_DST, whose "original destination" behind an explicit HTTP proxy is the
+proxy itself, so the cluster keeps load balancing over the registry endpoints) and
+locality/zone-aware settings (sidecars here have no locality, and Istio applies locality
+priorities only relative to the proxy's own locality).
 """
 
 from __future__ import annotations
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
+from envoy.config.common.matcher.v3 import matcher_pb2
+from envoy.config.core.v3 import base_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
+from envoy.type.matcher.v3 import string_pb2
 from envoy.type.v3 import percent_pb2
+from google.protobuf import wrappers_pb2
 
-from ...api.destinationrule import ConnectionPoolSettings, OutlierDetection, TrafficPolicy
+from ...api.destinationrule import (
+    ConnectionPoolSettings,
+    LoadBalancerSettings,
+    OutlierDetection,
+    RetryBudget,
+    TrafficPolicy,
+    WarmupConfiguration,
+)
 from ...registry import ServicePort
 from .common import HTTP_PROTOCOL_OPTIONS, MAX_UINT32, duration, pack, u32
+from .tls import SecretLookup, apply_tls
 
 Cluster = cluster_pb2.Cluster
 
@@ -36,13 +55,31 @@ def default_thresholds() -> circuit_breaker_pb2.CircuitBreakers.Thresholds:
     )
 
 
+def apply_retry_budget(
+    threshold: circuit_breaker_pb2.CircuitBreakers.Thresholds, budget: RetryBudget | None
+) -> None:
+    """applyRetryBudget: 20% and 3 concurrent retries unless set (Envoy's own defaults)."""
+    if budget is None:
+        return
+    out = threshold.retry_budget
+    out.budget_percent.value = budget.percent if budget.percent is not None else 20.0
+    out.min_retry_concurrency.value = budget.min_retry_concurrency or 3
+    if budget.budget_interval is not None:
+        out.budget_interval.CopyFrom(duration(budget.budget_interval))
+
+
 def apply_connection_pool(
     cluster: cluster_pb2.Cluster,
     options: hpo.HttpProtocolOptions,
     pool: ConnectionPoolSettings | None,
+    retry_budget: RetryBudget | None = None,
 ) -> None:
-    """applyConnectionPool: thresholds, connect timeout, per-connection HTTP limits."""
+    """applyConnectionPool: thresholds, connect timeout, per-connection HTTP limits.
+
+    maxConcurrentStreams and http2KeepAlive only reach Envoy when the cluster already
+    speaks HTTP/2 (an http2/grpc port or h2UpgradePolicy UPGRADE), as in Istio."""
     threshold = default_thresholds()
+    apply_retry_budget(threshold, retry_budget)
     idle_timeout = None
     if pool is not None and pool.http is not None:
         http = pool.http
@@ -82,6 +119,19 @@ def apply_connection_pool(
     if idle_timeout is not None:
         options.common_http_protocol_options.idle_timeout.CopyFrom(duration(idle_timeout))
     cluster.circuit_breakers.thresholds.append(threshold)
+    if pool is not None and pool.http is not None and options.explicit_http_config.HasField(
+        "http2_protocol_options"
+    ):
+        h2 = options.explicit_http_config.http2_protocol_options
+        if (pool.http.max_concurrent_streams or 0) > 0:
+            h2.max_concurrent_streams.value = pool.http.max_concurrent_streams or 0
+        keepalive = pool.http.http2_keep_alive
+        if keepalive is not None:
+            h2.connection_keepalive.SetInParent()
+            if keepalive.interval is not None:
+                h2.connection_keepalive.interval.CopyFrom(duration(keepalive.interval))
+            if keepalive.timeout is not None:
+                h2.connection_keepalive.timeout.CopyFrom(duration(keepalive.timeout))
     if pool is not None and pool.http is not None and pool.http.use_client_protocol:
         use_downstream_protocol(options)
 
@@ -139,14 +189,101 @@ def apply_outlier_detection(cluster: cluster_pb2.Cluster, od: OutlierDetection |
         )
 
 
-def apply_load_balancer(cluster: cluster_pb2.Cluster, policy: TrafficPolicy | None) -> None:
-    """applyLoadBalancer for `simple`; unset or UNSPECIFIED means LEAST_REQUEST.
+def apply_outlier_error_codes(
+    options: hpo.HttpProtocolOptions, od: OutlierDetection | None
+) -> None:
+    """applyOutlierDetectionErrorCodes: only these statuses count as outlier errors (an OR of
+    `:status` exact matches) instead of Envoy's "any 5xx"."""
+    codes = (od.outlier_detection_http_error_codes or []) if od is not None else []
+    if not codes:
+        return
+    rules = [
+        matcher_pb2.MatchPredicate(
+            http_response_headers_match=matcher_pb2.HttpHeadersMatch(
+                headers=[rc.HeaderMatcher(
+                    name=":status", string_match=string_pb2.StringMatcher(exact=str(code))
+                )]
+            )
+        )
+        for code in codes
+    ]
+    target = options.outlier_detection.error_matcher
+    if len(rules) == 1:
+        target.CopyFrom(rules[0])
+    else:
+        target.or_match.rules.extend(rules)
 
-    PASSTHROUGH and consistentHash are not translated yet (the snapshot reports them).
-    """
+
+def slow_start(lb: LoadBalancerSettings) -> cluster_pb2.Cluster.SlowStartConfig | None:
+    """setWarmup / setSlowStartConfig: aggression 1.0 (linear; runtime key "(" as Istio,
+    i.e. never overridden) and min weight 10% unless set; the deprecated
+    warmupDurationSecs sets only the window."""
+    if lb.warmup is not None:
+        return _warmup(lb.warmup)
+    if lb.warmup_duration_secs is not None:
+        return cluster_pb2.Cluster.SlowStartConfig(
+            slow_start_window=duration(lb.warmup_duration_secs)
+        )
+    return None
+
+
+def _warmup(w: WarmupConfiguration) -> cluster_pb2.Cluster.SlowStartConfig:
+    return cluster_pb2.Cluster.SlowStartConfig(
+        slow_start_window=duration(w.duration),
+        aggression=base_pb2.RuntimeDouble(
+            default_value=w.aggression if w.aggression is not None else 1.0, runtime_key="("
+        ),
+        min_weight_percent=percent_pb2.Percent(
+            value=w.minimum_percent if w.minimum_percent is not None else 10.0
+        ),
+    )
+
+
+def apply_load_balancer(cluster: cluster_pb2.Cluster, policy: TrafficPolicy | None) -> None:
+    """applyLoadBalancer: `simple` (unset/UNSPECIFIED/PASSTHROUGH -> LEAST_REQUEST here),
+    slow start on ROUND_ROBIN/LEAST_REQUEST, then ApplyRingHashLoadBalancer.
+
+    Only clusters Envoy load-balances itself are touched (the DFP cluster is
+    CLUSTER_PROVIDED). The route half of consistent hashing is in `hashing.py`."""
+    if cluster.lb_policy == Cluster.CLUSTER_PROVIDED:
+        return
     lb = policy.load_balancer if policy is not None else None
     simple = lb.simple if lb is not None else None
     cluster.lb_policy = _SIMPLE_LB.get(simple or "", Cluster.LEAST_REQUEST)
+    if lb is None:
+        return
+    warm = slow_start(lb)
+    if warm is not None and cluster.lb_policy == Cluster.ROUND_ROBIN:
+        cluster.round_robin_lb_config.slow_start_config.CopyFrom(warm)
+    elif warm is not None and cluster.lb_policy == Cluster.LEAST_REQUEST:
+        cluster.least_request_lb_config.slow_start_config.CopyFrom(warm)
+    apply_consistent_hash_lb(cluster, lb)
+
+
+def apply_consistent_hash_lb(cluster: cluster_pb2.Cluster, lb: LoadBalancerSettings) -> None:
+    """ApplyRingHashLoadBalancer: maglev{tableSize} -> MAGLEV, ringHash{minimumRingSize} ->
+    RING_HASH, neither -> RING_HASH with the deprecated minimumRingSize (default 1024).
+    A zero size leaves lb_config as it was, exactly as Istio does."""
+    ch = lb.consistent_hash
+    if ch is None:
+        return
+    if ch.maglev is not None:
+        cluster.lb_policy = Cluster.MAGLEV
+        if ch.maglev.table_size:
+            cluster.maglev_lb_config.table_size.CopyFrom(
+                wrappers_pb2.UInt64Value(value=ch.maglev.table_size)
+            )
+    elif ch.ring_hash is not None:
+        cluster.lb_policy = Cluster.RING_HASH
+        if ch.ring_hash.minimum_ring_size:
+            cluster.ring_hash_lb_config.minimum_ring_size.CopyFrom(
+                wrappers_pb2.UInt64Value(value=ch.ring_hash.minimum_ring_size)
+            )
+    else:
+        cluster.lb_policy = Cluster.RING_HASH
+        cluster.ring_hash_lb_config.minimum_ring_size.CopyFrom(
+            wrappers_pb2.UInt64Value(value=ch.minimum_ring_size or 1024)
+        )
 
 
 def apply_traffic_policy(
@@ -154,13 +291,20 @@ def apply_traffic_policy(
     options: hpo.HttpProtocolOptions,
     policy: TrafficPolicy | None,
     port: ServicePort,
+    secrets: SecretLookup = lambda _name: None,
 ) -> None:
+    """applyTrafficPolicy for an outbound cluster; `secrets` resolves credentialName."""
     pool = policy.connection_pool if policy is not None else None
     if should_upgrade_h2(port, pool):
         use_http2(options)
-    apply_connection_pool(cluster, options, pool)
-    apply_outlier_detection(cluster, policy.outlier_detection if policy is not None else None)
+    apply_connection_pool(
+        cluster, options, pool, policy.retry_budget if policy is not None else None
+    )
+    od = policy.outlier_detection if policy is not None else None
+    apply_outlier_detection(cluster, od)
+    apply_outlier_error_codes(options, od)
     apply_load_balancer(cluster, policy)
+    apply_tls(cluster, options, policy.tls if policy is not None else None, secrets)
 
 
 def finish_protocol_options(cluster: cluster_pb2.Cluster, options: hpo.HttpProtocolOptions) -> None:

@@ -18,6 +18,7 @@ from ...registry import host_aliases
 from ...snapshot import MeshSnapshot, build_subset_key
 from ..types import ProxyInfo
 from .common import ALLOW_ANY, BLACKHOLE_CLUSTER, BLOCK_ALL, PASSTHROUGH_CLUSTER
+from .hashing import apply_service_hash
 from .routes import RouteContext, default_route, inbound_route, set_timeout, virtual_service_routes
 
 HTTP_DEFAULT_PORT = 80
@@ -88,6 +89,7 @@ def outbound_route_config(
                 if cluster not in clusters:
                     cluster = BLACKHOLE_CLUSTER
                 routes = [default_route(cluster, svc.hostname, port.port)]
+                apply_service_hash(routes[0], snap, proxy, svc, port.port)  # DR consistentHash
             names = domains.claim(vhost_domains(aliases, port.port))
             if names:
                 vhosts.append(rc.VirtualHost(

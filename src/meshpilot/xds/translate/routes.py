@@ -3,6 +3,10 @@
 One Envoy route per match block, in VirtualService order; fields inside a block are ANDed
 by Envoy, separate blocks become separate routes (ORed by first-match). Emission stops
 after the first catch-all route, since Envoy would never reach what follows.
+
+Fault injection and CORS live in HTTP filters that every HCM carries with an empty config
+(see listeners.py); a route switches them on through `typed_per_filter_config`, so only the
+rule that matched is faulted or CORS-checked, exactly as Istio does it.
 """
 
 from __future__ import annotations
@@ -11,14 +15,23 @@ import base64
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from envoy.type.v3 import percent_pb2
 from google.protobuf import wrappers_pb2
 
-from ...api.base import StringMatch
+from ...api.base import Percent, StringMatch
 from ...api.virtualservice import (
+    GRPC_STATUS_CODES,
     MESH_GATEWAY,
+    CorsPolicy,
+    Destination,
+    Headers,
+    HTTPFaultInjection,
     HTTPMatchRequest,
     HTTPRedirect,
     HTTPRetry,
@@ -27,12 +40,21 @@ from ...api.virtualservice import (
     VirtualService,
 )
 from ...snapshot import Config, MeshSnapshot
+from ...snapshot.delegate import merged_http_routes
 from ..types import ProxyInfo
 from .common import BLACKHOLE_CLUSTER, DEFAULT_ROUTE, duration, istio_metadata, pack, u32
+from .hashing import apply_route_hash
 
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 INBOUND_RETRY_ON = "reset-before-request"
 PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
+FAULT_FILTER = "envoy.filters.http.fault"
+CORS_FILTER = "envoy.filters.http.cors"
+# Istio's DISABLE_SHADOW_HOST_SUFFIX defaults to true (1.28+): mirrored requests keep their
+# Host instead of getting Envoy's `-shadow` suffix.
+DISABLE_SHADOW_HOST_SUFFIX = True
+
+HVO = base_pb2.HeaderValueOption
 
 _REDIRECT_CODES = {
     0: rc.RedirectAction.MOVED_PERMANENTLY,
@@ -97,11 +119,14 @@ def retry_policy(retries: HTTPRetry | None) -> rc.RetryPolicy | None:
 
 def set_timeout(action: rc.RouteAction, timeout: str | None) -> None:
     """Istio's setTimeout: 0s (disabled) unless the VS sets one; the grpc-timeout header is
-    honoured up to the same value. Istio writes that cap to the deprecated max_grpc_timeout;
-    Envoy 1.40 warns on it, so it goes to max_stream_duration.grpc_timeout_header_max."""
+    honoured up to the same value through the deprecated max_grpc_timeout, exactly as Istio
+    does. Not max_stream_duration.grpc_timeout_header_max: any max_stream_duration switches
+    Envoy's router to its "new timeouts", which ignore the route `timeout`, so a VS timeout
+    would never fire (Istio's comment: "the replacement MaxStreamDuration has some
+    regressions"); the e2e timeout test proves it fires."""
     value = duration(timeout) if timeout is not None else duration(seconds=0)
     action.timeout.CopyFrom(value)
-    action.max_stream_duration.grpc_timeout_header_max.CopyFrom(value)
+    action.max_grpc_timeout.CopyFrom(value)
 
 
 # --- matches ---------------------------------------------------------------------------------
@@ -191,6 +216,156 @@ def _applies_to_sidecar(
     return not (match.source_namespace and match.source_namespace != proxy.namespace)
 
 
+# --- percentages, fault, CORS, mirrors, headers --------------------------------------------
+
+
+def percent_fraction(p: Percent) -> percent_pb2.FractionalPercent:
+    """translatePercentToFractionalPercent: Istio keeps 4 decimals, per million, truncated."""
+    return percent_pb2.FractionalPercent(
+        numerator=int(p.value * 10000), denominator=percent_pb2.FractionalPercent.MILLION
+    )
+
+
+def integer_fraction(p: int) -> percent_pb2.FractionalPercent:
+    """translateIntegerToFractionalPercent: the legacy integer percents, per hundred."""
+    return percent_pb2.FractionalPercent(
+        numerator=p, denominator=percent_pb2.FractionalPercent.HUNDRED
+    )
+
+
+def translate_fault(fault: HTTPFaultInjection) -> fault_pb2.HTTPFault | None:
+    """TranslateFault. A delay without `percentage` falls back to the deprecated integer
+    `percent` (0 when unset: nothing is delayed); an abort without one gets no percentage,
+    which Envoy reads as 0%, so it never fires - both exactly as in Istio."""
+    out = fault_pb2.HTTPFault()
+    if fault.delay is not None and fault.delay.fixed_delay is not None:
+        delay = out.delay
+        if fault.delay.percentage is not None:
+            delay.percentage.CopyFrom(percent_fraction(fault.delay.percentage))
+        else:
+            delay.percentage.CopyFrom(integer_fraction(fault.delay.percent))
+        delay.fixed_delay.CopyFrom(duration(fault.delay.fixed_delay))
+    abort = fault.abort
+    if abort is not None and (abort.http_status is not None or abort.grpc_status is not None):
+        if abort.percentage is not None:
+            out.abort.percentage.CopyFrom(percent_fraction(abort.percentage))
+        if abort.http_status is not None:
+            out.abort.http_status = abort.http_status
+        else:
+            out.abort.grpc_status = GRPC_STATUS_CODES.index(abort.grpc_status or "OK")
+    if not out.HasField("delay") and not out.HasField("abort"):
+        return None
+    return out
+
+
+def translate_cors(cors: CorsPolicy) -> cors_pb2.CorsPolicy:
+    """TranslateCORSPolicy: always enabled (100%), unmatched preflights forwarded unless
+    `unmatchedPreflights: IGNORE`, list fields comma-joined, maxAge in whole seconds."""
+    out = cors_pb2.CorsPolicy(
+        forward_not_matching_preflights=wrappers_pb2.BoolValue(
+            value=cors.unmatched_preflights != "IGNORE"
+        ),
+    )
+    if cors.allow_origins:
+        out.allow_origin_string_match.extend(string_matcher(m) for m in cors.allow_origins)
+    elif cors.allow_origin:
+        out.allow_origin_string_match.extend(
+            string_pb2.StringMatcher(exact=o) for o in cors.allow_origin
+        )
+    out.filter_enabled.default_value.CopyFrom(integer_fraction(100))
+    if cors.allow_credentials is not None:
+        out.allow_credentials.value = cors.allow_credentials
+    out.allow_headers = ",".join(cors.allow_headers)
+    out.allow_methods = ",".join(cors.allow_methods)
+    out.expose_headers = ",".join(cors.expose_headers)
+    if cors.max_age is not None:
+        out.max_age = str(int(duration(cors.max_age).seconds))
+    return out
+
+
+def mirror_fraction(http: HTTPRoute) -> percent_pb2.FractionalPercent | None:
+    """MirrorPercent: mirrorPercentage, else the deprecated mirrorPercent, else 100%;
+    an explicit 0 means no mirroring at all."""
+    if http.mirror_percentage is not None:
+        return percent_fraction(http.mirror_percentage) if http.mirror_percentage.value > 0 \
+            else None
+    if http.mirror_percent is not None:
+        return integer_fraction(http.mirror_percent) if http.mirror_percent > 0 else None
+    return integer_fraction(100)
+
+
+def mirror_policy(cluster: str, fraction: percent_pb2.FractionalPercent) -> (
+    rc.RouteAction.RequestMirrorPolicy
+):
+    """TranslateRequestMirrorPolicy."""
+    out = rc.RouteAction.RequestMirrorPolicy(
+        cluster=cluster,
+        trace_sampled=wrappers_pb2.BoolValue(value=False),
+        disable_shadow_host_suffix_append=DISABLE_SHADOW_HOST_SUFFIX,
+    )
+    out.runtime_fraction.default_value.CopyFrom(fraction)
+    return out
+
+
+def _is_authority(name: str) -> bool:
+    return name.lower() in (":authority", "host")
+
+
+def _is_internal(name: str) -> bool:
+    """Pseudo-headers and Host cannot be added or removed by Envoy (isInternalHeader)."""
+    return name.startswith(":") or name.lower() == "host"
+
+
+def _header_options(values: dict[str, str], append: bool) -> tuple[list[HVO], str]:
+    """translateAppendHeaders: sorted by name; an authority becomes a host rewrite instead."""
+    authority = ""
+    out: list[HVO] = []
+    action = HVO.APPEND_IF_EXISTS_OR_ADD if append else HVO.OVERWRITE_IF_EXISTS_OR_ADD
+    for name in sorted(values):
+        if _is_authority(name):
+            authority = values[name]
+        if _is_internal(name):
+            continue
+        out.append(HVO(header=base_pb2.HeaderValue(key=name, value=values[name]),
+                       append_action=action))
+    return out, authority
+
+
+@dataclass(frozen=True)
+class HeaderOps:
+    """TranslateHeadersOperations' result: set before add, removes without internals."""
+
+    request_add: list[HVO]
+    request_remove: list[str]
+    response_add: list[HVO]
+    response_remove: list[str]
+    authority: str
+
+
+def header_operations(headers: Headers) -> HeaderOps:
+    req, resp = headers.request, headers.response
+    req_set, set_auth = _header_options(req.set if req else {}, False)
+    req_add, add_auth = _header_options(req.add if req else {}, True)
+    resp_set, _ = _header_options(resp.set if resp else {}, False)
+    resp_add, _ = _header_options(resp.add if resp else {}, True)
+    return HeaderOps(
+        request_add=req_set + req_add,
+        request_remove=[n for n in (req.remove if req else []) if not _is_internal(n)],
+        response_add=resp_set + resp_add,
+        response_remove=[n for n in (resp.remove if resp else []) if not _is_internal(n)],
+        authority=set_auth or add_auth,
+    )
+
+
+def _apply_header_ops(
+    out: rc.Route | rc.WeightedCluster.ClusterWeight, ops: HeaderOps
+) -> None:
+    out.request_headers_to_add.extend(ops.request_add)
+    out.request_headers_to_remove.extend(ops.request_remove)
+    out.response_headers_to_add.extend(ops.response_add)
+    out.response_headers_to_remove.extend(ops.response_remove)
+
+
 # --- actions ---------------------------------------------------------------------------------
 
 
@@ -207,6 +382,13 @@ class RouteContext:
         name a missing cluster and Envoy answer 503 NC; we keep every route consistent)."""
         name = self.snap.destination_cluster(dst.destination, self.vs.namespace, self.listen_port)
         return name if name is not None and name in self.clusters else BLACKHOLE_CLUSTER
+
+    def mirror_cluster(self, dest: Destination) -> str | None:
+        """The mirror's cluster, or None when it does not exist: a copy of the request sent
+        to BlackHoleCluster would only cost work, so that mirror is left out (and the
+        snapshot checks report the missing destination)."""
+        name = self.snap.destination_cluster(dest, self.vs.namespace, self.listen_port)
+        return name if name is not None and name in self.clusters else None
 
 
 def operation(route: rc.Route, vs_name: str, port: int) -> str:
@@ -243,7 +425,11 @@ def _apply_redirect(out: rc.Route, redirect: HTTPRedirect, listen_port: int) -> 
     )
 
 
-def _apply_destinations(out: rc.Route, http: HTTPRoute, ctx: RouteContext) -> None:
+def _apply_destinations(
+    out: rc.Route, http: HTTPRoute, ctx: RouteContext, authority: str
+) -> None:
+    """applyHTTPRouteDestination. `authority` comes from the rule's headers; rewrite.authority
+    wins over it, and a destination's own authority applies only when neither is set."""
     action = out.route
     set_timeout(action, http.timeout)
     if http.rewrite is not None:
@@ -254,18 +440,43 @@ def _apply_destinations(out: rc.Route, http: HTTPRoute, ctx: RouteContext) -> No
         elif rw.uri:
             action.prefix_rewrite = rw.uri
         if rw.authority:
-            action.host_rewrite_literal = rw.authority
+            authority = rw.authority
+    if authority:
+        action.host_rewrite_literal = authority
+    mirrors: list[tuple[Destination, percent_pb2.FractionalPercent | None]] = []
+    if http.mirror is not None:
+        mirrors.append((http.mirror, mirror_fraction(http)))
+    for mp in http.mirrors:
+        fraction = (integer_fraction(100) if mp.percentage is None
+                    else percent_fraction(mp.percentage) if mp.percentage.value > 0 else None)
+        mirrors.append((mp.destination, fraction))
+    for dest, fraction in mirrors:
+        cluster = ctx.mirror_cluster(dest)
+        if fraction is not None and cluster is not None:
+            action.request_mirror_policies.append(mirror_policy(cluster, fraction))
     if len(http.route) == 1:
-        action.cluster = ctx.cluster_for(http.route[0])
+        dst = http.route[0]
+        action.cluster = ctx.cluster_for(dst)
+        if dst.headers is not None:
+            ops = header_operations(dst.headers)
+            _apply_header_ops(out, ops)
+            if ops.authority and not action.host_rewrite_literal:
+                action.host_rewrite_literal = ops.authority
     else:
         weighted = action.weighted_clusters
         for dst in http.route:
             if dst.weight == 0:
                 continue
-            weighted.clusters.add(name=ctx.cluster_for(dst), weight=u32(dst.weight))
+            cw = weighted.clusters.add(name=ctx.cluster_for(dst), weight=u32(dst.weight))
+            if dst.headers is not None:
+                ops = header_operations(dst.headers)
+                _apply_header_ops(cw, ops)
+                if ops.authority:
+                    cw.host_rewrite_literal = ops.authority
     policy = retry_policy(http.retries)
     if policy is not None:
         action.retry_policy.CopyFrom(policy)
+    apply_route_hash(action, http, ctx.snap, ctx.proxy, ctx.vs.namespace)  # DR consistentHash
 
 
 def translate_route(
@@ -279,6 +490,13 @@ def translate_route(
         name = f"{name}.{match.name}"
     out = rc.Route(name=name, match=route_match(match))
     out.metadata.CopyFrom(istio_metadata(config=ctx.vs.provenance))
+    if match is not None and match.stat_prefix:
+        out.stat_prefix = match.stat_prefix
+    authority = ""
+    if http.headers is not None:
+        ops = header_operations(http.headers)
+        _apply_header_ops(out, ops)
+        authority = ops.authority
     if http.redirect is not None:
         _apply_redirect(out, http.redirect, ctx.listen_port)
     elif http.direct_response is not None:
@@ -289,17 +507,24 @@ def translate_route(
         elif dr.body is not None and dr.body.bytes is not None:
             out.direct_response.body.inline_bytes = base64.b64decode(dr.body.bytes)
     elif http.route:
-        _apply_destinations(out, http, ctx)
+        _apply_destinations(out, http, ctx, authority)
     else:
         return None
     out.decorator.operation = operation(out, ctx.vs.name, ctx.listen_port)
+    if http.fault is not None:
+        fault = translate_fault(http.fault)
+        if fault is not None:
+            out.typed_per_filter_config[FAULT_FILTER].CopyFrom(pack(fault))
+    if http.cors_policy is not None:
+        out.typed_per_filter_config[CORS_FILTER].CopyFrom(pack(translate_cors(http.cors_policy)))
     return out
 
 
 def virtual_service_routes(ctx: RouteContext) -> list[rc.Route]:
-    """BuildHTTPRoutesForVirtualService for a sidecar."""
+    """BuildHTTPRoutesForVirtualService for a sidecar, delegates merged into the root."""
     out: list[rc.Route] = []
-    for http in ctx.vs.spec.http:
+    rules, _problems = merged_http_routes(ctx.snap, ctx.vs)  # checks.py reports problems
+    for http in rules:
         matches: list[HTTPMatchRequest | None] = list(http.match) or [None]
         for match in matches:
             route = translate_route(http, match, ctx)
