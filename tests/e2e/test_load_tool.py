@@ -13,12 +13,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from meshpilot.load import LoadSpec, TargetUnreachable, run_load
+from meshpilot.load.progress import Progress
 from meshpilot.load.server import TrivialServer
 
 pytestmark = pytest.mark.e2e
@@ -166,3 +168,31 @@ def test_timeouts_and_resets_count_as_minus_one() -> None:
     assert result.codes == {-1: 4}
     assert result.error_kinds == {"Timeout": 4}
     assert result.latency_ms["min"] >= 200
+
+
+@pytest.mark.parametrize("procs", [1, 2])
+def test_run_load_reports_while_running_and_not_after(procs: int) -> None:
+    seen: list[Progress] = []
+    with TrivialServer() as srv:
+        result = run_load(LoadSpec(srv.url + "/", connections=2, qps=400, duration=1.2,
+                                   procs=procs), progress=seen.append, progress_every=0.5)
+        time.sleep(0.6)
+    assert len(seen) == 2
+    assert all(p.errors == 0 and p.non_2xx == 0 for p in seen)
+    assert 0 < seen[0].calls < seen[1].calls <= result.requests
+    assert 300 <= seen[1].qps_now <= 500, seen[1]
+
+
+def test_cli_progress_goes_to_stderr_and_quiet_turns_it_off(server: TrivialServer) -> None:
+    proc = load("--json", "-", "-qps", "500", "-c", "2", "--procs", "2", "-t", "4.5s",
+                server.url + "/")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["requests"] > 0      # stdout is the JSON and only it
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("[")]
+    assert len(lines) == 2, proc.stderr                 # at 2 s and 4 s of 4.5 s
+    assert "/4.5s] " in lines[0] and " qps now " in lines[0] and " 0 errors" in lines[0]
+    quiet = load("--quiet", "-qps", "500", "-c", "2", "-t", "3.5s", server.url + "/")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "" and "[" not in quiet.stdout.split("Target:")[0]
+    short = load("-qps", "100", "-c", "1", "-t", "1s", server.url + "/")
+    assert not any(ln.startswith("[") for ln in short.stderr.splitlines())

@@ -3,6 +3,10 @@
 fortio's flag names are kept, and since fortio users type Go-style single-dash long flags
 (`-qps 50`, `-json -`), both `-qps` and `--qps` spellings are accepted. The engine lives in
 `meshpilot.load`; this module only maps flags to a LoadSpec and prints the result.
+
+Live progress (a line every few seconds of a `-t` run longer than 3 s, or of a run until
+Ctrl-C) always goes to stderr: stdout may be carrying `--json -`, and a pipe reader
+should get the JSON document and nothing else.
 """
 
 from __future__ import annotations
@@ -94,6 +98,9 @@ def add_load_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-p", type=_percentiles, default=None, metavar="LIST",
                    dest="percentiles",
                    help="percentiles to report (default 50,75,90,99,99.9)")
+    p.add_argument("-quiet", "--quiet", action="store_true",
+                   help="no live progress lines and no start banner; only the final "
+                        "report (and JSON)")
     p.add_argument("-r", type=float, default=0.0001, metavar="SECONDS", dest="resolution",
                    help="histogram bucket resolution (default 0.0001 = 0.1 ms)")
     p.add_argument("url", metavar="URL", help="http:// URL to load")
@@ -120,6 +127,7 @@ def add_load_command(sub: argparse._SubParsersAction) -> None:
 
 def load(args: argparse.Namespace) -> int:
     from ..load import LoadSpec, TargetUnreachable, UsageError, run_load
+    from ..load.progress import printer, wanted
     from ..load.spec import DEFAULT_PERCENTILES, parse_header
 
     try:
@@ -139,10 +147,12 @@ def load(args: argparse.Namespace) -> int:
     qps = "max" if spec.qps == 0 else f"{spec.qps:g}"
     span = (f"{spec.calls} calls" if spec.calls else
             f"{spec.duration:g}s" if spec.duration else "until Ctrl-C")
-    print(f"meshpilot load: {qps} qps, {spec.connections} connection(s), {spec.procs} "
-          f"proc(s), {span}: {spec.url}", file=text_out, flush=True)
+    if not args.quiet:
+        print(f"meshpilot load: {qps} qps, {spec.connections} connection(s), {spec.procs} "
+              f"proc(s), {span}: {spec.url}", file=text_out, flush=True)
+    show = None if args.quiet or not wanted(spec.duration, spec.calls) else printer(sys.stderr)
     try:
-        result = run_load(spec)
+        result = run_load(spec, progress=show)
     except TargetUnreachable as e:
         print(f"meshpilot load: {e}", file=sys.stderr)
         return 1

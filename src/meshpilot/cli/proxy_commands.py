@@ -63,6 +63,9 @@ def add_proxy_commands(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--outbound-port", type=_port, metavar="P",
                     help="HTTP proxy port for the app's outbound calls "
                          "(default 15001, or a free port if 15001 is taken)")
+    sc.add_argument("--app-protocol", choices=["http", "tcp"], default="http",
+                    help="what the app speaks on --app-port: http (default) or tcp "
+                         "(inbound bytes are passed through untouched, e.g. a database)")
     sc.add_argument("--service-account", metavar="SA")
     sc.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                     help="app to run and supervise")
@@ -109,7 +112,8 @@ def sidecar(args: argparse.Namespace) -> int:
             address=args.address, service_account=args.service_account, xds_mode=args.xds,
             xds_address=args.xds_address, envoy=args.envoy, state_dir=_state(args),
             server=args.server, concurrency=args.concurrency, log_level=args.log_level,
-            ready_timeout=args.ready_timeout, command=command)
+            ready_timeout=args.ready_timeout, command=command,
+            app_protocol=args.app_protocol)
         return run_sidecar(opts)
     except ValueError as e:
         _err(f"error: {e}")

@@ -30,6 +30,7 @@ from typing import Any
 
 from .http1 import ProtocolError, ResponseParser
 from .pacing import Pacer
+from .progress import PUBLISH_PERIOD, publish
 
 ERROR_BACKOFF = 0.01  # seconds; only for unpaced (qps 0) connections
 _CODES = 1000         # status codes are three digits: index a list instead of a dict
@@ -49,6 +50,7 @@ class WorkerPlan:
     qps: float                  # whole run; each connection paces at qps/total_connections
     duration: float | None
     timeout: float
+    worker_index: int = 0       # this process's slot in the live-progress counters
 
 
 @dataclass
@@ -280,9 +282,11 @@ class _Slot:
 class _Worker:
     """All connections of one process plus the run's clock, stop switch and timeouts."""
 
-    def __init__(self, plan: WorkerPlan, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, plan: WorkerPlan, loop: asyncio.AbstractEventLoop,
+                 counters: Any = None) -> None:
         self.plan = plan
         self.loop = loop
+        self.counters = counters
         self.view = memoryview(bytearray(RECV_BUFFER))
         self.latencies = array("q")
         self.lat_append = self.latencies.append
@@ -322,6 +326,15 @@ class _Worker:
                 slot.fail("Timeout")
         self.loop.call_later(period, self._watchdog, period)
 
+    def _publish(self) -> None:
+        """Live progress: a few integers into shared memory, off the per-request path."""
+        codes = self.codes
+        non_2xx = sum(codes[:200]) + sum(codes[300:])
+        publish(self.counters, self.plan.worker_index, len(self.latencies), self.errors,
+                non_2xx)
+        if not self.done.done():
+            self.loop.call_later(PUBLISH_PERIOD, self._publish)
+
     async def run(self) -> WorkerResult:
         plan, loop = self.plan, self.loop
         n = plan.total_connections
@@ -340,6 +353,8 @@ class _Worker:
             loop.call_at(end, self.stop)
         period = min(max(plan.timeout / 10, 0.01), 0.5)
         loop.call_later(period, self._watchdog, period)
+        if self.counters is not None:
+            loop.call_later(PUBLISH_PERIOD, self._publish)
         start_ns = perf_counter_ns()
         if not self.slots:
             self.done.set_result(None)
@@ -363,14 +378,15 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()  # type: ignore[no-any-return]
 
 
-def run_worker(plan: WorkerPlan, barrier: Any = None) -> WorkerResult:
+def run_worker(plan: WorkerPlan, barrier: Any = None, counters: Any = None) -> WorkerResult:
     """Run one process's share on a private event loop; SIGINT stops it gracefully.
 
-    `barrier` (multiprocessing) lines up the start of all worker processes.
+    `barrier` (multiprocessing) lines up the start of all worker processes; `counters`
+    (see `progress`) receives this worker's live counts every PUBLISH_PERIOD.
     """
     loop = new_event_loop()
     try:
-        worker = _Worker(plan, loop)
+        worker = _Worker(plan, loop, counters)
         if threading.current_thread() is threading.main_thread():
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGINT, worker.interrupt)

@@ -13,12 +13,13 @@ import signal
 import socket
 import threading
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, MutableSequence
 from multiprocessing.connection import Connection
 from typing import Any
 
 from .engine import WorkerPlan, WorkerResult, run_worker
 from .pacing import split_evenly
+from .progress import Progress, Reporter, interval_for, new_counters
 from .result import LoadResult
 from .spec import LoadSpec, Target
 
@@ -61,15 +62,15 @@ def make_plans(spec: LoadSpec, target: Target, address: str) -> list[WorkerPlan]
             calls=per_conn[first:first + count], first_index=first,
             total_connections=spec.connections, qps=spec.qps,
             duration=None if spec.calls is not None else (spec.duration or None),
-            timeout=spec.timeout))
+            timeout=spec.timeout, worker_index=len(plans)))
         first += count
     return plans
 
 
-def _child(plan: WorkerPlan, barrier: Any, out: Connection) -> None:
+def _child(plan: WorkerPlan, barrier: Any, out: Connection, counters: Any) -> None:
     """Worker process entry point: run, then ship the raw results to the parent."""
     try:
-        out.send(run_worker(plan, barrier))
+        out.send(run_worker(plan, barrier, counters))
     except BaseException as e:  # the parent must hear about it, not hang
         with contextlib.suppress(Exception):
             out.send(e)
@@ -99,15 +100,19 @@ def _forward_sigint(procs: list[Any]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _run_processes(plans: list[WorkerPlan]) -> list[WorkerResult]:
+def _context() -> Any:
     # fork: no re-import of __main__ (spawn would re-run `python -m meshpilot`'s module)
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    ctx = mp.get_context(method)
+    return mp.get_context(method)
+
+
+def _run_processes(plans: list[WorkerPlan], ctx: Any,
+                   counters: MutableSequence[int] | None) -> list[WorkerResult]:
     barrier = ctx.Barrier(len(plans))
     procs, pipes = [], []
     for plan in plans:
         reader, writer = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child, args=(plan, barrier, writer), daemon=True,
+        proc = ctx.Process(target=_child, args=(plan, barrier, writer, counters), daemon=True,
                            name="meshpilot-load-worker")
         proc.start()
         writer.close()
@@ -158,18 +163,35 @@ def merge(spec: LoadSpec, results: list[WorkerResult]) -> LoadResult:
         latencies_ns=array("q", sorted(latencies)), error_kinds=kinds)
 
 
-def run_load(spec: LoadSpec) -> LoadResult:
+def run_load(spec: LoadSpec, progress: Callable[[Progress], None] | None = None,
+             progress_every: float | None = None) -> LoadResult:
     """Run a load synchronously (own event loop, or `spec.procs` worker processes).
 
     Raises UsageError for a bad spec and TargetUnreachable when nothing accepts a TCP
     connection at the target (or the -x proxy). Individual failed calls are not
     exceptions: they are counted as code -1. Call it from a thread when an event loop
     is already running in the current one.
+
+    `progress`, when given, is called from a helper thread every `progress_every`
+    seconds (default: `progress.interval_for(spec.duration)`) while the load runs; it is
+    never called after run_load returns. Whether a run is worth reporting on is the
+    caller's choice (`progress.wanted`).
     """
     spec.validate()
     target = Target.from_spec(spec)
     address = _resolve(target.connect_host, target.connect_port)
     _preflight(address, target.connect_port, min(spec.timeout, 5.0))
     plans = make_plans(spec, target, address)
-    results = [run_worker(plans[0])] if len(plans) == 1 else _run_processes(plans)
+    ctx = _context() if len(plans) > 1 else None
+    counters = new_counters(len(plans), ctx) if progress is not None else None
+    reporter: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if progress is not None and counters is not None:
+        duration = None if spec.calls is not None else spec.duration or None
+        every = progress_every or interval_for(duration)
+        reporter = Reporter(counters, len(plans), progress, every, duration)
+    with reporter:
+        if ctx is None:
+            results = [run_worker(plans[0], None, counters)]
+        else:
+            results = _run_processes(plans, ctx, counters)
     return merge(spec, results)

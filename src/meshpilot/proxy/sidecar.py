@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..xds.types import ProxyInfo, XdsMode
+from ..xds.types import AppProtocol, ProxyInfo, XdsMode
 from .ports import free_port, port_is_free
 from .registration import ANNOTATION_PREFIX
 from .supervisor import ProxyRun, default_state_dir, run_proxy
@@ -39,6 +39,7 @@ class SidecarOptions:
     log_level: str = "info"
     ready_timeout: float = 30.0
     command: Sequence[str] = ()
+    app_protocol: AppProtocol = "http"  # tcp: inbound tcp_proxy instead of HTTP routing
 
 
 def app_environment(opts: SidecarOptions, outbound_port: int) -> dict[str, str]:
@@ -73,15 +74,17 @@ def sidecar_run(opts: SidecarOptions) -> ProxyRun:
         taken[port] = role
     info = ProxyInfo(name=opts.name, namespace=opts.namespace, kind="sidecar",
                      labels=dict(opts.labels), address=opts.address, inbound_port=inbound,
-                     app_port=opts.app_port, outbound_port=outbound, xds_mode=opts.xds_mode)
+                     app_port=opts.app_port, outbound_port=outbound, xds_mode=opts.xds_mode,
+                     app_protocol=opts.app_protocol)
     return ProxyRun(
         info=info, admin_port=admin, state_dir=opts.state_dir or default_state_dir(),
         server=opts.server, envoy=opts.envoy, concurrency=opts.concurrency,
         log_level=opts.log_level, xds_address=opts.xds_address,
-        ready_timeout=opts.ready_timeout, we_ports={"http": inbound},
+        ready_timeout=opts.ready_timeout, we_ports={opts.app_protocol: inbound},
         annotations={ANNOTATION_PREFIX + "inbound-port": str(inbound),
                      ANNOTATION_PREFIX + "outbound-port": str(outbound),
-                     ANNOTATION_PREFIX + "app-port": str(opts.app_port)},
+                     ANNOTATION_PREFIX + "app-port": str(opts.app_port),
+                     ANNOTATION_PREFIX + "app-protocol": opts.app_protocol},
         service_account=opts.service_account, app_argv=list(opts.command),
         app_env=app_environment(opts, outbound),
     )
@@ -92,8 +95,10 @@ def run_sidecar(opts: SidecarOptions) -> int:
     info = run.info
 
     def ready_line() -> str:
+        tcp = " (tcp)" if info.app_protocol == "tcp" else ""
         return (f"sidecar {info.id} ready: inbound {info.address}:{info.inbound_port} -> "
-                f"app :{info.app_port}, outbound proxy http://127.0.0.1:{info.outbound_port}, "
+                f"app :{info.app_port}{tcp}, "
+                f"outbound proxy http://127.0.0.1:{info.outbound_port}, "
                 f"admin http://127.0.0.1:{run.admin_port}")
 
     return run_proxy(run, ready_line)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..api.base import HTTP_FAMILY, UNSUPPORTED_PROTOCOL
+from ..api.base import HTTP_FAMILY, TLS_FAMILY, UNSUPPORTED_PROTOCOL
 
 SourceKind = Literal["Service", "ServiceEntry"]
 
@@ -38,6 +38,12 @@ class ServicePort:
     @property
     def is_sniffed(self) -> bool:
         return self.protocol == UNSUPPORTED_PROTOCOL
+
+    @property
+    def is_tls(self) -> bool:
+        """HTTPS and TLS ports: VirtualService `tls` routes (by SNI) apply to them, `tcp`
+        routes do not (Istio's Protocol.IsTLS)."""
+        return self.protocol in TLS_FAMILY
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,12 @@ class ServiceInstance:
     @property
     def http_ports(self) -> tuple[ServicePort, ...]:
         return tuple(p for p in self.ports if p.is_http)
+
+    @property
+    def opaque_ports(self) -> tuple[ServicePort, ...]:
+        """Ports whose bytes are not HTTP (TCP, TLS, HTTPS, Mongo...): reached by tunnelling
+        through the outbound proxy with HTTP CONNECT, routed by `tcp`/`tls` rules."""
+        return tuple(p for p in self.ports if not p.is_http)
 
     def endpoints_for(self, port: int, labels: Mapping[str, str] | None = None) -> list[Endpoint]:
         """Endpoints serving `port` (and matching subset `labels`), in a stable order."""

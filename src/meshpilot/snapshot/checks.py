@@ -105,11 +105,43 @@ def _check_tls(
 def _check_virtual_service(snap: MeshSnapshot, cfg: Config) -> list[str]:
     out: list[str] = []
     vs = cfg.spec
-    if vs.tls or vs.tcp:
-        out.append(f"{cfg}: tls/tcp routes are not supported on sidecars yet; ignored")
+    out += _check_l4_routes(snap, cfg)
     for i, route in enumerate(vs.http):
         out += _check_route(snap, cfg, i, route)
     out += merged_http_routes(snap, cfg)[1]  # delegates missing or conflicting
+    return out
+
+
+def _check_l4_routes(snap: MeshSnapshot, cfg: Config) -> list[str]:
+    """`tcp` and `tls` rules: sidecars route them (CONNECT tunnels, see
+    xds/translate/tcproutes.py); report what cannot take effect on an explicit proxy."""
+    out: list[str] = []
+    vs = cfg.spec
+    kinds = [("tcp", i, r) for i, r in enumerate(vs.tcp)]
+    kinds += [("tls", i, r) for i, r in enumerate(vs.tls)]
+    for kind, i, rule in kinds:
+        label = f"{cfg}: {kind}[{i}]"
+        for j, match in enumerate(rule.match):
+            if match.destination_subnets:
+                out.append(
+                    f"{label}: match[{j}]: destinationSubnets cannot be matched by an "
+                    "explicit-proxy sidecar (it never sees the original destination IP); "
+                    "this match block never applies"
+                )
+            if getattr(match, "source_subnet", ""):
+                out.append(f"{label}: match[{j}]: sourceSubnet is not implemented for "
+                           "sidecars yet; ignored")
+        for dest in (d.destination for d in rule.route):
+            out += _check_destination(snap, cfg, label, dest)
+    if vs.tcp or vs.tls:
+        hosts = [snap.resolve_host(h, cfg.namespace) for h in vs.hosts]
+        ports = [p for h in hosts if (svc := snap.service(h)) is not None for p in svc.ports]
+        if ports and vs.tcp and not any(not p.is_http and not p.is_tls for p in ports):
+            out.append(f"{cfg}: tcp routes apply only to TCP service ports (not HTTP, TLS or "
+                       "HTTPS), and its hosts have none; ignored")
+        if ports and vs.tls and not any(p.is_tls for p in ports):
+            out.append(f"{cfg}: tls routes apply only to TLS/HTTPS service ports, and its "
+                       "hosts have none; ignored")
     return out
 
 

@@ -29,6 +29,7 @@ SHORT_NAMES = {CLUSTER_TYPE: "CDS", ENDPOINT_TYPE: "EDS", LISTENER_TYPE: "LDS",
 
 ProxyKind = Literal["sidecar", "gateway"]
 XdsMode = Literal["delta", "sotw"]
+AppProtocol = Literal["http", "tcp"]
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ class ProxyInfo:
 
     Sidecar: `inbound_port` is where other sidecars reach this workload (Envoy listens
     there and forwards to the app on `app_port`); `outbound_port` is the explicit HTTP
-    proxy the app uses to reach mesh services. Gateway: `port_map` maps a Gateway
-    server port (80) to the port Envoy actually binds (8080).
+    proxy the app uses to reach mesh services (HTTP, or TCP tunnelled with CONNECT);
+    `app_protocol` says what the app speaks on `app_port`: `http` (the inbound listener
+    is an HCM) or `tcp` (tcp_proxy, bytes passed through untouched). Gateway: `port_map`
+    maps a Gateway server port (80) to the port Envoy actually binds (8080).
     """
 
     name: str
@@ -51,6 +54,7 @@ class ProxyInfo:
     outbound_port: int | None = 15001
     port_map: Mapping[int, int] = field(default_factory=dict)
     xds_mode: XdsMode = "delta"
+    app_protocol: AppProtocol = "http"
 
     @property
     def id(self) -> str:
@@ -74,6 +78,8 @@ class ProxyInfo:
                            ("OUTBOUND_PORT", self.outbound_port)):
             if value is not None:
                 meta[key] = str(value)
+        if self.app_protocol != "http":  # absent means http: older bootstraps stay valid
+            meta["APP_PROTOCOL"] = self.app_protocol
         if self.port_map:
             meta["PORT_MAP"] = {str(k): str(v) for k, v in sorted(self.port_map.items())}
         return meta
@@ -100,6 +106,7 @@ class ProxyInfo:
             outbound_port=port("OUTBOUND_PORT"),
             port_map={int(k): int(v) for k, v in (meta.get("PORT_MAP") or {}).items()},
             xds_mode="sotw" if mode == "sotw" else "delta",
+            app_protocol="tcp" if meta.get("APP_PROTOCOL") == "tcp" else "http",
         )
 
 

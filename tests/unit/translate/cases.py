@@ -30,4 +30,6 @@ CASES: dict[str, tuple[Path, ...]] = {
     "serviceentry-static": (DATA / "serviceentry-static.yaml",),
     # Every DestinationRule traffic-policy mapping (hashing, warmup, pools, TLS, Secret).
     "destinationrule-policies": (DATA / "destinationrule-policies.yaml",),
+    # TCP and TLS ports: CONNECT vhosts, `tcp` rules per proxy, `tls` rules by SNI host.
+    "tcp-tls-routes": (DATA / "tcp-tls-routes.yaml",),
 }

@@ -307,12 +307,15 @@ def test_non_default_port_domains_carry_the_port() -> None:
     out = translate(MeshSnapshot.build([svc], 1), CLIENT)
     names = [v.name for v in out.routes["15001"].virtual_hosts]
     fqdn = "api.traffic-demo.svc.cluster.local"
-    assert names == [f"{fqdn}:8080", f"{fqdn}:9090", "allow_any"]
+    # The TCP port gets a CONNECT-only vhost (test_tcp_routes.py), also `name:port` only.
+    assert names == [f"{fqdn}:5432", f"{fqdn}:8080", f"{fqdn}:9090", "allow_any"]
     assert list(vhost(out, f"{fqdn}:8080").domains) == [
         "api:8080", "api.traffic-demo:8080", "api.traffic-demo.svc:8080", f"{fqdn}:8080"]
     grpc = as_dict(out.clusters[f"outbound|9090||{fqdn}"])["typed_extension_protocol_options"]
     assert "http2_protocol_options" in str(grpc)
-    assert f"outbound|5432||{fqdn}" in out.clusters  # TCP: a cluster, but no vhost
+    assert f"outbound|5432||{fqdn}" in out.clusters
+    assert list(vhost(out, f"{fqdn}:5432").domains) == [
+        "api:5432", "api.traffic-demo:5432", "api.traffic-demo.svc:5432", f"{fqdn}:5432"]
 
 
 def test_other_namespace_client_has_no_bare_name() -> None:

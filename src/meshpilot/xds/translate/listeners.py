@@ -4,7 +4,12 @@
 Without iptables there is no transparent capture: the app sends requests to the outbound
 listener as to any HTTP proxy (`curl -x http://127.0.0.1:15001 http://sample-app/`).
 Envoy accepts absolute-form request URIs and takes the authority from them, so the Host
-picks the virtual host exactly as a transparently captured request would.
+picks the virtual host exactly as a transparently captured request would. TCP reaches
+mesh services through the same listener with HTTP CONNECT (see tcproutes.py), so the
+outbound HCM accepts CONNECT; the inbound one does not (nothing tunnels to it).
+
+A workload whose app speaks raw TCP (`--app-protocol tcp`) gets an inbound listener with
+tcp_proxy to `inbound|<app_port>||` instead of the HCM, as Istio's inbound TCP chain.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import wrappers_pb2
 
 from ..types import ProxyInfo
@@ -28,6 +34,7 @@ from .common import (
     DFP_FILTER,
     HCM_FILTER,
     ROUTER_FILTER,
+    TCP_PROXY_FILTER,
     VIRTUAL_INBOUND,
     VIRTUAL_OUTBOUND,
     ads_source,
@@ -36,6 +43,7 @@ from .common import (
     socket_address,
 )
 from .routes import CORS_FILTER, FAULT_FILTER
+from .tcproutes import TCP_IDLE_TIMEOUT
 
 HCM = hcm_pb2.HttpConnectionManager
 
@@ -61,11 +69,13 @@ def _dynamic_forward_proxy() -> hcm_pb2.HttpFilter:
 
 
 def http_connection_manager(
-    stat_prefix: str, route_config: str, *, passthrough: bool
+    stat_prefix: str, route_config: str, *, passthrough: bool, connect: bool = False
 ) -> hcm_pb2.HttpConnectionManager:
     """Istio's HCM defaults that matter here. Filter order as Istio's listener_builder:
     fault, then CORS (so a faulted route aborts even a preflight), then the router last;
-    the DFP filter, which Istio has no counterpart for, sits just before the router."""
+    the DFP filter, which Istio has no counterpart for, sits just before the router.
+    `connect` lets CONNECT requests reach the routes (Envoy refuses them otherwise); only
+    routes with a connect_matcher can match them."""
     filters = [_fault(), _cors()]
     if passthrough:
         filters.append(_dynamic_forward_proxy())
@@ -86,20 +96,25 @@ def http_connection_manager(
         # Istio (the seed tells versions apart by `nginx/1.21` vs `nginx/1.22`).
         server_header_transformation=HCM.PASS_THROUGH,
     )
+    if connect:
+        hcm.upgrade_configs.append(HCM.UpgradeConfig(upgrade_type="CONNECT"))
     return hcm
 
 
 def _listener(
-    name: str, address: str, port: int, direction: int, hcm: hcm_pb2.HttpConnectionManager
+    name: str, address: str, port: int, direction: int,
+    network_filter: listener_components_pb2.Filter,
 ) -> listener_pb2.Listener:
     return listener_pb2.Listener(
         name=name,
         address=socket_address(address, port),
         traffic_direction=direction,
-        filter_chains=[listener_components_pb2.FilterChain(filters=[
-            listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(hcm))
-        ])],
+        filter_chains=[listener_components_pb2.FilterChain(filters=[network_filter])],
     )
+
+
+def _hcm_filter(hcm: hcm_pb2.HttpConnectionManager) -> listener_components_pb2.Filter:
+    return listener_components_pb2.Filter(name=HCM_FILTER, typed_config=pack(hcm))
 
 
 def outbound_listener(proxy: ProxyInfo, route_config: str, *, passthrough: bool) -> (
@@ -107,10 +122,11 @@ def outbound_listener(proxy: ProxyInfo, route_config: str, *, passthrough: bool)
 ):
     assert proxy.outbound_port is not None
     hcm = http_connection_manager(
-        f"outbound_0.0.0.0_{proxy.outbound_port}", route_config, passthrough=passthrough
+        f"outbound_0.0.0.0_{proxy.outbound_port}", route_config, passthrough=passthrough,
+        connect=True,
     )
     return _listener(VIRTUAL_OUTBOUND, "127.0.0.1", proxy.outbound_port,
-                     base_pb2.TrafficDirection.OUTBOUND, hcm)
+                     base_pb2.TrafficDirection.OUTBOUND, _hcm_filter(hcm))
 
 
 def inbound_listener(proxy: ProxyInfo, route_config: str, app_port: int) -> (
@@ -119,4 +135,16 @@ def inbound_listener(proxy: ProxyInfo, route_config: str, app_port: int) -> (
     assert proxy.inbound_port is not None
     hcm = http_connection_manager(f"inbound_0.0.0.0_{app_port}", route_config, passthrough=False)
     return _listener(VIRTUAL_INBOUND, proxy.address, proxy.inbound_port,
-                     base_pb2.TrafficDirection.INBOUND, hcm)
+                     base_pb2.TrafficDirection.INBOUND, _hcm_filter(hcm))
+
+
+def inbound_tcp_listener(proxy: ProxyInfo, cluster: str) -> listener_pb2.Listener:
+    """Inbound for a raw-TCP app: every connection is proxied byte for byte to the app
+    (Istio's inbound tcp_proxy, with its 1h idle timeout)."""
+    assert proxy.inbound_port is not None
+    tcp = tcp_proxy_pb2.TcpProxy(stat_prefix=cluster, cluster=cluster,
+                                 idle_timeout=duration(TCP_IDLE_TIMEOUT))
+    network_filter = listener_components_pb2.Filter(name=TCP_PROXY_FILTER,
+                                                    typed_config=pack(tcp))
+    return _listener(VIRTUAL_INBOUND, proxy.address, proxy.inbound_port,
+                     base_pb2.TrafficDirection.INBOUND, network_filter)

@@ -149,8 +149,12 @@ def use_http2(options: hpo.HttpProtocolOptions) -> None:
 
 
 def should_upgrade_h2(port: ServicePort, pool: ConnectionPoolSettings | None) -> bool:
-    """shouldH2Upgrade with the mesh h2UpgradePolicy left at its default (DO_NOT_UPGRADE)."""
+    """shouldH2Upgrade with the mesh h2UpgradePolicy left at its default (DO_NOT_UPGRADE).
+    Never for TCP/TLS ports: their clusters carry tunnelled bytes, not HTTP (Istio: "Do
+    not upgrade non-http ports")."""
     if pool is None or pool.http is None or pool.http.use_client_protocol:
+        return False
+    if not port.is_http:
         return False
     return pool.http.h2_upgrade_policy == "UPGRADE"
 

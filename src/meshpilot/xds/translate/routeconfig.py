@@ -4,6 +4,11 @@ The outbound listener is an explicit HTTP proxy, so one route configuration serv
 service: the request's Host (or absolute-form URI) selects the virtual host. Istio splits
 by listener port and ignores the port in Host matching; here the port is part of the
 domain instead (`name:8080`), with bare names only for port 80, where clients omit it.
+
+Non-HTTP ports (TCP, TLS, HTTPS...) get a virtual host too, with `name:<port>` domains
+only: clients reach them with `CONNECT name:<port>`, which always names the port, and its
+routes tunnel the bytes (tcproutes.py). The final `*` vhost also answers CONNECT for
+hosts the mesh does not know, per outbound traffic policy.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from ..types import ProxyInfo
 from .common import ALLOW_ANY, BLACKHOLE_CLUSTER, BLOCK_ALL, PASSTHROUGH_CLUSTER
 from .hashing import apply_service_hash
 from .routes import RouteContext, default_route, inbound_route, set_timeout, virtual_service_routes
+from .tcproutes import connect_route, opaque_port_routes
 
 HTTP_DEFAULT_PORT = 80
 
@@ -59,15 +65,25 @@ class _Domains:
 
 
 def _catch_all(snap: MeshSnapshot, clusters: Collection[str]) -> rc.VirtualHost:
-    """Istio's final `*` vhost: allow_any -> PassthroughCluster, or block_all -> 502."""
+    """Istio's final `*` vhost: allow_any -> PassthroughCluster, or block_all -> 502.
+
+    Prefix routes never match CONNECT, so each case has a CONNECT twin: ALLOW_ANY tunnels
+    to the requested `host:port` (the dynamic forward proxy resolves the authority, as
+    Istio's passthrough forwards TCP to any original destination), REGISTRY_ONLY answers
+    502 as it does for plain requests."""
     if snap.mesh.outbound_traffic_policy == "ALLOW_ANY" and PASSTHROUGH_CLUSTER in clusters:
         route = rc.Route(name=ALLOW_ANY, match=rc.RouteMatch(prefix="/"))
         route.route.cluster = PASSTHROUGH_CLUSTER
         set_timeout(route.route, None)
-        return rc.VirtualHost(name=ALLOW_ANY, domains=["*"], routes=[route])
+        tunnel = connect_route(f"{ALLOW_ANY}_connect")
+        tunnel.route.cluster = PASSTHROUGH_CLUSTER
+        return rc.VirtualHost(name=ALLOW_ANY, domains=["*"], routes=[route, tunnel])
     route = rc.Route(name=BLOCK_ALL, match=rc.RouteMatch(prefix="/"))
     route.direct_response.status = 502
-    return rc.VirtualHost(name=BLOCK_ALL, domains=["*"], routes=[route])
+    refused = rc.Route(name=f"{BLOCK_ALL}_connect")
+    refused.match.connect_matcher.SetInParent()
+    refused.direct_response.status = 502
+    return rc.VirtualHost(name=BLOCK_ALL, domains=["*"], routes=[route, refused])
 
 
 def outbound_route_config(
@@ -94,6 +110,13 @@ def outbound_route_config(
             if names:
                 vhosts.append(rc.VirtualHost(
                     name=f"{svc.hostname}:{port.port}", domains=names, routes=routes
+                ))
+        for port in svc.opaque_ports:
+            names = domains.claim(f"{alias}:{port.port}" for alias in aliases)
+            if names:
+                vhosts.append(rc.VirtualHost(
+                    name=f"{svc.hostname}:{port.port}", domains=names,
+                    routes=opaque_port_routes(snap, proxy, svc, port, clusters),
                 ))
     # VirtualService hosts that are not services still get a vhost on port 80 (Istio).
     for host, vs in sorted(snap.mesh_virtual_services.items()):

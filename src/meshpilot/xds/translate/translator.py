@@ -28,7 +28,7 @@ from .clusters import (
     outbound_clusters,
     passthrough_cluster,
 )
-from .listeners import inbound_listener, outbound_listener
+from .listeners import inbound_listener, inbound_tcp_listener, outbound_listener
 from .routeconfig import (
     inbound_route_config,
     inbound_route_config_name,
@@ -61,10 +61,13 @@ def translate(snapshot: MeshSnapshot, proxy: ProxyInfo) -> ProxyResources:
         if proxy.inbound_port is not None and proxy.app_port is not None:
             inbound = inbound_cluster(snapshot, proxy.app_port)
             clusters[inbound.name] = inbound
-            rc_name = inbound_route_config_name(proxy.app_port)
-            routes[rc_name] = inbound_route_config(proxy.app_port,
-                                                   inbound_cluster_name(proxy.app_port))
-            listener = inbound_listener(proxy, rc_name, proxy.app_port)
+            if proxy.app_protocol == "tcp":
+                listener = inbound_tcp_listener(proxy, inbound.name)
+            else:
+                rc_name = inbound_route_config_name(proxy.app_port)
+                routes[rc_name] = inbound_route_config(proxy.app_port,
+                                                       inbound_cluster_name(proxy.app_port))
+                listener = inbound_listener(proxy, rc_name, proxy.app_port)
             listeners[listener.name] = listener
         if proxy.outbound_port is not None:
             rc_name = outbound_route_config_name(proxy)
