@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import ssl
 import subprocess
@@ -117,6 +118,34 @@ class Demo:
             assert status == 200, (status, hdrs)
             seen[{k.lower(): v for k, v in hdrs.items()}["x-instance"]] += 1
         return seen
+
+    def access_log(self) -> Path:
+        """The client sidecar's access log, as it records it on its WorkloadEntry."""
+        out = self.m.run("get", "we", "test-client", "-n", NS, "-o", "json")
+        assert out.returncode == 0, out.stderr
+        return Path(json.loads(out.stdout)["metadata"]["annotations"]["meshpilot.io/access-log"])
+
+
+# One line of Istio's default access log format (EnvoyTextLogFormat), field by field.
+ACCESS_LINE = re.compile(
+    r'^\[(?P<start>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>\S+)" '
+    r"(?P<code>\d+) (?P<flags>\S+) (?P<details>\S+) (?P<termination>\S+) "
+    r'"(?P<transport_failure>[^"]*)" (?P<rx>\d+) (?P<tx>\d+) (?P<duration>\d+) '
+    r'(?P<upstream_time>\S+) "(?P<xff>[^"]*)" "(?P<user_agent>[^"]*)" "(?P<request_id>[^"]*)" '
+    r'"(?P<authority>[^"]*)" "(?P<upstream_host>[^"]*)" (?P<cluster>\S+) '
+    r"(?P<upstream_local>\S+) (?P<downstream_local>\S+) (?P<downstream_remote>\S+) "
+    r"(?P<sni>\S+) (?P<route>\S+)$")
+
+
+def access_lines(path: Path, url_path: str) -> list[dict[str, str]]:
+    """Parsed access log lines for one request path; every line must parse."""
+    out = []
+    for line in path.read_text().splitlines():
+        match = ACCESS_LINE.match(line)
+        assert match, f"not Istio's access log format: {line!r}"
+        if match["path"] == url_path:
+            out.append(match.groupdict())
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +292,7 @@ def test_circuit_breaker_overflow(demo: Demo) -> None:
     assert share["v2"] > share["v1"], share
     overflow = demo.stats("upstream_rq_pending_overflow")
     assert sum(v for k, v in overflow.items() if v2 in k) > 0, overflow
+    _assert_overflow_logged_as_uo(demo, results, {"v1": v1, "v2": v2})
 
     # An overflowing request fails fast (no 200 ms upstream wait) and says why.
     marked: list[tuple[int, dict, float]] = []
@@ -285,6 +315,35 @@ def test_circuit_breaker_overflow(demo: Demo) -> None:
     assert all(h.get("x-envoy-overloaded") == "true" and d < 0.4 for _, h, d in overloaded)
     assert any(s == 200 for s, _, _ in marked)
     assert demo.m.run("delete", "virtualservice", "cb-split", "-n", NS).returncode == 0
+
+
+def _assert_overflow_logged_as_uo(demo: Demo, results: dict[str, dict[str, Any]],
+                                  clusters: dict[str, str]) -> None:
+    """The client sidecar's access log tells the same story as the load run: each
+    overflowed request is a 503 with Envoy's `UO` flag (upstream overflow), and the share
+    of UO lines per subset equals the share of 503s the load generator saw."""
+    log = demo.access_log()
+    expected = sum(sum(r["codes"].values()) for r in results.values())
+    lines: list[dict[str, str]] = []
+
+    def all_logged() -> bool:  # Envoy flushes the file every second
+        lines[:] = access_lines(log, "/delay/200")
+        return len(lines) >= expected
+    wait_for(all_logged, 10, every=0.2)
+    for s, r in results.items():
+        mine = [ln for ln in lines if ln["cluster"] == clusters[s]]
+        codes = {int(k): v for k, v in r["codes"].items()}
+        logged = Counter(int(ln["code"]) for ln in mine)
+        uo = [ln for ln in mine if "UO" in ln["flags"].split(",")]
+        assert logged == Counter(codes), (s, logged, codes)
+        assert all(ln["code"] == "503" for ln in uo), s
+        assert len(uo) == codes.get(503, 0), (s, len(uo), codes)
+        assert all(ln["flags"] == "-" for ln in mine if ln["code"] == "200"), s
+        share_uo, share_503 = len(uo) / len(mine), codes.get(503, 0) / sum(codes.values())
+        print(f"{s}: {len(uo)} of {len(mine)} access log lines carry UO ({share_uo:.1%}); "
+              f"load run: {share_503:.1%} 503")
+        assert share_uo == share_503
+    assert any(ln["flags"] == "UO" for ln in lines if clusters["v2"] == ln["cluster"])
 
 
 # --- outlier detection -----------------------------------------------------------------------
@@ -323,6 +382,49 @@ def test_outlier_detection_ejects_and_readmits(demo: Demo) -> None:
     for _ in range(30):
         later[demo.client.get(url)[0]] += 1
     assert _count(bad) > before and later[503] >= 1, later
+
+
+def test_max_ejection_percent_caps_ejections(demo: Demo) -> None:
+    """Two of three instances fail, but maxEjectionPercent 34 allows ejecting only one
+    (Envoy ejects while (ejected + 1) / hosts <= 34%): the other failing instance keeps
+    getting traffic, and Envoy counts the refused ejection as `ejections_overflow`."""
+    ports = {n: free_port() for n in ("cap-good", "cap-bad-1", "cap-bad-2")}
+    for n, port in ports.items():  # bare apps (no sidecar): the client's Envoy is the subject
+        extra = ("--status", "503") if "bad" in n else ()
+        app = demo.m.spawn(n, "demo-app", "--port", str(port), "--version", "v1", "--name", n,
+                           *extra)
+        wait_for(lambda port=port: _http_ok(f"http://127.0.0.1:{port}/count"), 20, app)
+    apply(demo.m, service("cap-app"),
+          *(workload_entry(n, "cap-app", port) for n, port in ports.items()),
+          dr("cap-app", {"outlierDetection": {
+              "consecutive5xxErrors": 3, "interval": "1s", "baseEjectionTime": "30s",
+              "maxEjectionPercent": 34}}))
+    name = "outbound|80||cap-app.traffic-demo.svc.cluster.local"
+    demo.wait_cluster(name, lambda c: c.get("outlier_detection", {}).get(
+        "max_ejection_percent") == 34)
+    url = "http://cap-app/"
+
+    def outlier(stat: str) -> int:
+        return sum(v for k, v in demo.stats(f"outlier_detection.{stat}").items()
+                   if name in k and k.endswith(f".{stat}"))
+
+    # Until both failing instances had 3 consecutive 503s: one ejected, one refused.
+    deadline = time.monotonic() + 10
+    while not (outlier("ejections_active") == 1 and outlier("ejections_overflow") >= 1):
+        assert time.monotonic() < deadline, demo.stats("outlier_detection")
+        for _ in range(6):
+            demo.client.get(url)
+    before = {n: _count(port) for n, port in ports.items()}
+    codes: Counter = Counter(demo.client.get(url)[0] for _ in range(60))
+    after = {n: _count(port) for n, port in ports.items()}
+    grew = {n for n in ports if after[n] > before[n]}
+    print(f"\nmaxEjectionPercent 34: requests per instance {after}, codes {dict(codes)}")
+    # Exactly one failing instance is out; the other and the healthy one share the traffic.
+    assert "cap-good" in grew and len(grew & {"cap-bad-1", "cap-bad-2"}) == 1, (before, after)
+    assert codes[200] + codes[503] == 60 and codes[503] >= 10, codes
+    assert outlier("ejections_active") == 1
+    assert outlier("ejections_overflow") >= 1
+    assert outlier("ejections_enforced_total") == 1
 
 
 # --- connect timeout ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +104,13 @@ def build_bootstrap(
 ) -> dict[str, Any]:
     """The bootstrap as a JSON-able dict (Envoy's v3 proto field names).
 
-    `access_log_path` travels in node metadata (`ACCESS_LOG_PATH`) so the translator can
-    point the proxy's HTTP access logs at the per-proxy file.
+    `access_log_path` (or `proxy.access_log_path`) travels in node metadata
+    (`ACCESS_LOG_PATH`) so the translator can point the proxy's access logs at the
+    per-proxy file; the keyword wins, so a launcher can pick the file next to the bootstrap.
     """
-    metadata = proxy.to_metadata()
     if access_log_path:
-        metadata["ACCESS_LOG_PATH"] = access_log_path
+        proxy = replace(proxy, access_log_path=access_log_path)
+    metadata = proxy.to_metadata()
     ads_source = {"ads": {}, "resource_api_version": "V3"}
     return {
         "node": {"id": proxy.id, "cluster": proxy.id, "metadata": metadata},

@@ -121,9 +121,10 @@ def run_proxy(run: ProxyRun, ready_line: Callable[[], str]) -> int:
     workdir = run.directory
     workdir.mkdir(parents=True, exist_ok=True)
     envoy_log = workdir / "envoy.log"
+    access_log = workdir / "access.log"
     bootstrap = write_bootstrap(workdir / "bootstrap.json", build_bootstrap(
         info, xds_host=target.host, xds_port=target.port, admin_port=run.admin_port,
-        token=target.token, access_log_path=str(workdir / "access.log")))
+        token=target.token, access_log_path=str(access_log)))
     envoy = EnvoyProcess(bootstrap, admin_port=run.admin_port, log_path=envoy_log,
                          binary=binary, concurrency=run.concurrency, log_level=run.log_level)
     app: Child | None = None
@@ -143,6 +144,8 @@ def run_proxy(run: ProxyRun, ready_line: Callable[[], str]) -> int:
                 **run.annotations,
                 ANNOTATION_PREFIX + "admin-port": str(run.admin_port),
                 ANNOTATION_PREFIX + "envoy-log": str(envoy_log),
+                # Where to grep requests (Istio's access log format): tests and diagnostics.
+                ANNOTATION_PREFIX + "access-log": str(access_log),
                 ANNOTATION_PREFIX + "bootstrap": str(bootstrap),
                 ANNOTATION_PREFIX + "proxy-type": info.kind,
                 ANNOTATION_PREFIX + "xds-mode": info.xds_mode,

@@ -21,6 +21,13 @@ if TYPE_CHECKING:  # the snapshot package imports the registry, not the other wa
     from ..snapshot.config import Config
 
 UNIX_PREFIX = "unix://"
+# Istio's annotation.NetworkingExportTo (the snapshot's visibility module applies it).
+EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
+
+
+def _export_annotation(value: str | None) -> tuple[str, ...]:
+    """Istio splits the annotation on commas and trims each entry; empty means unset."""
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
 
 
 @dataclass
@@ -171,6 +178,7 @@ def _from_service(
         selector=selector or None,
         addresses=tuple(a for a in [spec.cluster_ip] if a and a != "None"),
         creation_timestamp=cfg.creation_timestamp,
+        export_to=_export_annotation(cfg.annotations.get(EXPORT_TO_ANNOTATION)),
     )
 
 
@@ -221,6 +229,7 @@ def _from_service_entry(
             selector=selector,
             addresses=tuple(spec.addresses or ()),
             creation_timestamp=cfg.creation_timestamp,
+            export_to=tuple(spec.export_to or ()),
         ))
     return out
 

@@ -90,6 +90,9 @@ class ServiceInstance:
     selector: Mapping[str, str] | None = None
     addresses: tuple[str, ...] = ()
     creation_timestamp: str = ""
+    # The declared exportTo (ServiceEntry spec.exportTo, or a Service's
+    # networking.istio.io/exportTo annotation); empty means the mesh default applies.
+    export_to: tuple[str, ...] = ()
 
     @property
     def is_kubernetes(self) -> bool:

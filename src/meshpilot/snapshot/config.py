@@ -6,7 +6,8 @@ and keeps the identity and age that Istio's precedence rules (oldest wins) depen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel
@@ -30,6 +31,9 @@ class Config(Generic[S]):
     namespace: str
     creation_timestamp: str
     spec: S
+    # metadata.annotations: a few change how Istio treats the object (a Service's
+    # networking.istio.io/exportTo).
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def sort_key(self) -> tuple[str, str, str]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..api.base import StringMatch
 from ..api.hosts import resolve_short_name
 from ..api.virtualservice import Destination, HTTPMatchRequest, HTTPRoute, VirtualService
+from .visibility import export_set, visible_to
 
 if TYPE_CHECKING:
     from .config import Config
@@ -161,12 +162,11 @@ def find_delegate(
 ) -> Config[VirtualService] | None:
     """The delegate VS (no hosts) by name, visible to the root's namespace (exportTo)."""
     ns = namespace or root.namespace
+    default = snap.mesh.default_virtual_service_export_to
     for cfg in snap.virtual_services:
         if cfg.name == name and cfg.namespace == ns and cfg.spec.is_delegate:
-            export = cfg.spec.export_to or ["*"]
-            visible = "*" in export or root.namespace in export or (
-                "." in export and ns == root.namespace)
-            return cfg if visible else None
+            export = export_set(cfg.spec.export_to, cfg.namespace, default)
+            return cfg if visible_to(export, root.namespace) else None
     return None
 
 

@@ -5,11 +5,16 @@ proxy asks: typed models from stored bodies, Istio's config ordering (oldest fir
 service registry, DestinationRule merging and the "oldest VirtualService wins" choice for
 sidecars. The translator then only reads it. Anything that config asks for but will not
 take effect is recorded in `diagnostics` instead of being dropped silently.
+
+What a proxy sees depends on its namespace (Istio's `exportTo`): `services_for`,
+`virtual_service_for(host, namespace)` and `destination_rule` answer for one namespace.
+The per-namespace indexes are built lazily, once per snapshot (cached_property), so the
+build itself stays linear in the config and each namespace's view is computed once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal, TypeVar
@@ -25,6 +30,7 @@ from ..api.serviceentry import ServiceEntry, WorkloadEntry
 from ..api.virtualservice import MESH_GATEWAY, Destination, VirtualService, host_matches
 from ..registry import Registry, ServiceInstance, build_registry
 from .config import Config, sort_configs
+from .visibility import NONE, PRIVATE, PUBLIC, export_set, visible_to
 
 OutboundPolicy = Literal["ALLOW_ANY", "REGISTRY_ONLY"]
 M = TypeVar("M", bound=BaseModel)
@@ -48,6 +54,11 @@ class MeshConfig:
     outbound_traffic_policy: OutboundPolicy = "ALLOW_ANY"
     connect_timeout: str = "10s"
     root_namespace: str = "istio-system"
+    # exportTo for objects that declare none (MeshConfig defaultVirtualServiceExportTo,
+    # defaultDestinationRuleExportTo, defaultServiceExportTo); Istio's default is `*`.
+    default_virtual_service_export_to: tuple[str, ...] = (PUBLIC,)
+    default_destination_rule_export_to: tuple[str, ...] = (PUBLIC,)
+    default_service_export_to: tuple[str, ...] = (PUBLIC,)
 
 
 def build_subset_key(port: int, subset: str, host: str, direction: str = "outbound") -> str:
@@ -65,10 +76,18 @@ class MergedDestinationRule:
     namespace: str
     rule: DestinationRule
     sources: tuple[Config[DestinationRule], ...]
+    # The declared exportTo of the rule this one started from, as written (empty: none
+    # declared). Istio merges only rules with the same (or a wider) exportTo.
+    export_to: frozenset[str] = frozenset()
 
     @property
     def first(self) -> Config[DestinationRule]:
         return self.sources[0]
+
+    def exported_to(self, namespace: str) -> bool:
+        """Istio's check in getExportedDestinationRuleFromNamespace: no exportTo, `*`, or
+        the client namespace by name."""
+        return not self.export_to or PUBLIC in self.export_to or namespace in self.export_to
 
     def subset(self, name: str) -> Subset | None:
         return next((s for s in self.rule.subsets or [] if s.name == name), None)
@@ -117,34 +136,32 @@ class MeshSnapshot:
     def destination_rule(
         self, host: str, proxy_namespace: str, service_namespace: str | None = None
     ) -> MergedDestinationRule | None:
-        """Istio's lookup order: the proxy's namespace, the service's namespace, then the
-        root namespace. Within one namespace an exact host beats the most specific
-        wildcard. (exportTo and workloadSelector are not applied yet.)"""
-        for ns in dict.fromkeys(
-            n for n in (proxy_namespace, service_namespace, self.mesh.root_namespace) if n
-        ):
-            found = self._dr_in_namespace(host, ns)
-            if found is not None:
-                return found
+        """Istio's PushContext.destinationRule with exportTo: the rules of the proxy's
+        namespace that are visible there (for a proxy in the root namespace, only its
+        private ones), then the rules the service's namespace exports to the proxy's
+        namespace, then those the root namespace exports to it. In each namespace the
+        exact host beats the most specific wildcard; if that most specific match is not
+        exported to the proxy, the next namespace is tried (not a broader wildcard).
+        Among several consolidated rules for one host the last one wins, as in
+        SidecarScope.DestinationRule. (workloadSelector rules are not applied yet.)"""
+        index = self._dr_index
+        root = self.mesh.root_namespace
+        local = index.root_local if proxy_namespace == root else index.local.get(proxy_namespace)
+        found = local.most_specific(host) if local is not None else None
+        if found:
+            return found[-1]
+        for ns in (service_namespace, root):
+            bucket = index.exported.get(ns) if ns else None
+            found = bucket.most_specific(host) if bucket is not None else None
+            visible = [d for d in found or () if d.exported_to(proxy_namespace)]
+            if visible:
+                return visible[-1]
         return None
 
-    def _dr_in_namespace(self, host: str, namespace: str) -> MergedDestinationRule | None:
-        exact = self.destination_rules_by_host.get((host, namespace))
-        if exact is not None:
-            return exact
-        wildcards = [
-            dr for h, dr in self._wildcard_rules.get(namespace, ()) if host_matches(h, host)
-        ]
-        return max(wildcards, key=lambda d: len(d.host), default=None)
-
     @cached_property
-    def _wildcard_rules(self) -> dict[str, list[tuple[str, MergedDestinationRule]]]:
-        """Wildcard-host rules by namespace, so a lookup does not scan every rule."""
-        index: dict[str, list[tuple[str, MergedDestinationRule]]] = {}
-        for (h, ns), dr in self.destination_rules_by_host.items():
-            if h.startswith("*"):
-                index.setdefault(ns, []).append((h, dr))
-        return index
+    def _dr_index(self) -> _DestinationRuleIndex:
+        """Istio's destinationRuleIndex, built once per snapshot on first use."""
+        return _index_destination_rules(self.destination_rules, self.mesh)
 
     def secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """The decoded data of Secret `namespace/name`, or None when there is none."""
@@ -153,20 +170,130 @@ class MeshSnapshot:
                 return secret_data(cfg.spec)
         return None
 
-    def virtual_service_for(self, host: str) -> Config[VirtualService] | None:
-        """The mesh VirtualService that owns `host` on sidecars: an exact host first, else
-        the most specific wildcard (the oldest among equals)."""
-        exact = self.mesh_virtual_services.get(host)
+    def virtual_service_for(
+        self, host: str, namespace: str | None = None
+    ) -> Config[VirtualService] | None:
+        """The mesh VirtualService that owns `host` on sidecars of `namespace` (None: every
+        VirtualService, ignoring exportTo): an exact host first, else the most specific
+        wildcard (the one with precedence among equals)."""
+        view = self._vs_view(namespace)
+        exact = view.by_host.get(host)
         if exact is not None:
             return exact
-        best: tuple[int, tuple[str, str, str]] | None = None
-        chosen = None
-        for vs_host, cfg in self.mesh_virtual_services.items():
-            if vs_host.startswith("*") and host_matches(vs_host, host):
-                rank = (-len(vs_host), cfg.sort_key)
-                if best is None or rank < best:
-                    best, chosen = rank, cfg
+        chosen: Config[VirtualService] | None = None
+        length = -1
+        for vs_host, cfg in view.wildcards:  # precedence order: keep the first longest
+            if len(vs_host) > length and host_matches(vs_host, host):
+                chosen, length = cfg, len(vs_host)
         return chosen
+
+    def mesh_virtual_services_for(self, namespace: str) -> Mapping[str, Config[VirtualService]]:
+        """Resolved host -> the VirtualService that owns it for sidecars of `namespace`."""
+        return self._vs_view(namespace).by_host
+
+    def _vs_view(self, namespace: str | None) -> _VirtualServiceView:
+        """Istio's SelectVirtualServices for a sidecar's namespace: the VirtualServices
+        private to it, then those other namespaces export to it, then the public ones,
+        each oldest first; the first to claim a host owns it (later ones are duplicate
+        virtual-host domains). Computed once per namespace; when nothing is restricted
+        every namespace shares the global view."""
+        views = self._vs_views
+        view = views.get(namespace)
+        if view is not None:
+            return view
+        private, exported, public = self._vs_tiers
+        if namespace is None or (len(public) == len(self._mesh_bound_vs)):
+            view = views.get(None) or _VirtualServiceView.of(self.mesh_virtual_services)
+            views[None] = view
+        else:
+            ordered = [*private.get(namespace, ()), *exported.get(namespace, ()), *public]
+            view = _VirtualServiceView.of(_claim_hosts(ordered, self.mesh))
+        views[namespace] = view
+        return view
+
+    @cached_property
+    def _vs_views(self) -> dict[str | None, _VirtualServiceView]:
+        return {}
+
+    @cached_property
+    def _mesh_bound_vs(self) -> tuple[Config[VirtualService], ...]:
+        """VirtualServices sidecars can use: not a delegate, bound to the mesh."""
+        return tuple(c for c in self.virtual_services
+                     if not c.spec.is_delegate and is_mesh_bound(c.spec))
+
+    @cached_property
+    def _vs_tiers(self) -> tuple[dict[str, list[Config[VirtualService]]],
+                                 dict[str, list[Config[VirtualService]]],
+                                 list[Config[VirtualService]]]:
+        """Istio's virtualServiceIndex for the `mesh` gateway: private by namespace,
+        exported-to by namespace, public; each oldest first."""
+        private: dict[str, list[Config[VirtualService]]] = {}
+        exported: dict[str, list[Config[VirtualService]]] = {}
+        public: list[Config[VirtualService]] = []
+        default = self.mesh.default_virtual_service_export_to
+        for cfg in self._mesh_bound_vs:
+            export = export_set(cfg.spec.export_to, cfg.namespace, default)
+            if PUBLIC in export:
+                public.append(cfg)
+                continue
+            for ns in sorted(export - {NONE}):
+                tier = private if ns == cfg.namespace else exported
+                tier.setdefault(ns, []).append(cfg)
+        return private, exported, public
+
+    # --- services visible to a namespace --------------------------------------------
+
+    def services_for(self, namespace: str) -> tuple[ServiceInstance, ...]:
+        """The services a proxy in `namespace` sees (Istio's servicesExportedToNamespace),
+        in registry order. A service not exported there gets no cluster or vhost."""
+        return self._service_view(namespace)[0]
+
+    def visible_service(self, host: str, namespace: str) -> ServiceInstance | None:
+        """`service(host)` if it is exported to `namespace`, else None."""
+        return self._service_view(namespace)[1].get(host)
+
+    def service_visible(self, svc: ServiceInstance, namespace: str) -> bool:
+        """Istio's IsServiceVisible: the service's exportTo (or the mesh default)."""
+        default = self.mesh.default_service_export_to
+        return visible_to(export_set(svc.export_to, svc.namespace, default), namespace)
+
+    def _service_view(
+        self, namespace: str
+    ) -> tuple[tuple[ServiceInstance, ...], Mapping[str, ServiceInstance]]:
+        views = self._service_views
+        view = views.get(namespace)
+        if view is None:
+            restricted, public = self._service_tiers
+            if len(public) == len(self.services):
+                view = (self.services, self.registry.by_host)  # everything is public
+            else:
+                found = sorted([*restricted.get(namespace, ()), *public],
+                               key=lambda s: s.hostname)
+                view = (tuple(found), {s.hostname: s for s in found})
+            views[namespace] = view
+        return view
+
+    @cached_property
+    def _service_views(
+        self,
+    ) -> dict[str, tuple[tuple[ServiceInstance, ...], Mapping[str, ServiceInstance]]]:
+        return {}
+
+    @cached_property
+    def _service_tiers(self) -> tuple[dict[str, list[ServiceInstance]], list[ServiceInstance]]:
+        """Istio's ServiceIndex: public services, and the others by namespace exported to
+        (`~` alone: nowhere)."""
+        restricted: dict[str, list[ServiceInstance]] = {}
+        public: list[ServiceInstance] = []
+        default = self.mesh.default_service_export_to
+        for svc in self.services:
+            export = export_set(svc.export_to, svc.namespace, default)
+            if PUBLIC in export:
+                public.append(svc)
+                continue
+            for ns in sorted(export - {NONE}):
+                restricted.setdefault(ns, []).append(svc)
+        return restricted, public
 
     def destination_cluster(
         self, dest: Destination, namespace: str, listener_port: int | None
@@ -209,7 +336,8 @@ class MeshSnapshot:
                     diagnostics.append(
                         f"{res.key}: invalid body ignored ({e.error_count()} errors)")
                     continue
-                cfg = Config(res.kind, res.name, res.namespace, res.creation_timestamp, spec)
+                cfg = Config(res.kind, res.name, res.namespace, res.creation_timestamp, spec,
+                             dict(res.annotations))
             seen[key] = cfg
             typed[res.kind].append(cfg)
         if parsed is not None:
@@ -291,19 +419,141 @@ def _index_mesh_virtual_services(
     vss: tuple[Config[VirtualService], ...], mesh: MeshConfig, diagnostics: list[str]
 ) -> dict[str, Config[VirtualService]]:
     """For sidecars the oldest VirtualService claiming a host wins (Istio drops the later
-    ones as duplicate virtual-host domains, and analyze reports IST0109)."""
+    ones as duplicate virtual-host domains, and analyze reports IST0109). This is the
+    view ignoring exportTo; a later one is reported only if some namespace sees both."""
+    bound = [c for c in vss if not c.spec.is_delegate and is_mesh_bound(c.spec)]
+    default = mesh.default_virtual_service_export_to
+    exports = {id(c): export_set(c.spec.export_to, c.namespace, default) - {NONE}
+               for c in bound}
+
+    def overlap(a: Config[VirtualService], b: Config[VirtualService]) -> bool:
+        ea, eb = exports[id(a)], exports[id(b)]
+        return bool((PUBLIC in ea and eb) or (PUBLIC in eb and ea) or ea & eb)
+
+    def shadowed(cfg: Config[VirtualService], host: str, first: Config[VirtualService]) -> None:
+        if overlap(cfg, first):
+            diagnostics.append(
+                f"{cfg}: host {host} is already routed by the older {first} "
+                "(IST0109); sidecars ignore this VirtualService for that host"
+            )
+
+    return _claim_hosts(bound, mesh, shadowed)
+
+
+def _claim_hosts(
+    ordered: Iterable[Config[VirtualService]], mesh: MeshConfig,
+    on_shadowed: Callable[[Config[VirtualService], str, Config[VirtualService]], None]
+    | None = None,
+) -> dict[str, Config[VirtualService]]:
+    """Resolved host -> the first VirtualService (in precedence order) that claims it."""
     out: dict[str, Config[VirtualService]] = {}
-    for cfg in vss:  # oldest first
-        if cfg.spec.is_delegate or not is_mesh_bound(cfg.spec):
-            continue
+    for cfg in ordered:
         for raw in cfg.spec.hosts:
             host = resolve_short_name(raw, cfg.namespace, mesh.domain_suffix)
             first = out.get(host)
             if first is None:
                 out[host] = cfg
-            elif first is not cfg:
-                diagnostics.append(
-                    f"{cfg}: host {host} is already routed by the older {first} "
-                    "(IST0109); sidecars ignore this VirtualService for that host"
-                )
+            elif first is not cfg and on_shadowed is not None:
+                on_shadowed(cfg, host, first)
     return out
+
+
+@dataclass(frozen=True)
+class _VirtualServiceView:
+    """The VirtualServices one namespace's sidecars use: by exact host, and the wildcard
+    hosts in precedence order (so the first of equally specific wildcards wins)."""
+
+    by_host: Mapping[str, Config[VirtualService]]
+    wildcards: tuple[tuple[str, Config[VirtualService]], ...]
+
+    @classmethod
+    def of(cls, claimed: Mapping[str, Config[VirtualService]]) -> _VirtualServiceView:
+        return cls(claimed, tuple((h, c) for h, c in claimed.items() if h.startswith("*")))
+
+
+@dataclass
+class _DestinationRuleBucket:
+    """Istio's consolidatedDestRules: per host, the consolidated rules in merge order."""
+
+    specific: dict[str, list[MergedDestinationRule]] = field(default_factory=dict)
+    wildcard: dict[str, list[MergedDestinationRule]] = field(default_factory=dict)
+
+    def most_specific(self, host: str) -> list[MergedDestinationRule] | None:
+        """MostSpecificHostMatch: the exact host, else the longest matching wildcard."""
+        exact = self.specific.get(host)
+        if exact is not None:
+            return exact
+        best = max((h for h in self.wildcard if host_matches(h, host)), key=len, default=None)
+        return self.wildcard[best] if best is not None else None
+
+    def merge(self, host: str, cfg: Config[DestinationRule], export: frozenset[str]) -> None:
+        """Istio's mergeDestinationRule (enhanced merge, rules without workloadSelector):
+        a rule merges into each consolidated rule with the same exportTo, or a narrower
+        non-empty one (subsets unioned, first wins; the oldest trafficPolicy wins); it
+        becomes a rule of its own when the last one it was compared with could not take
+        it."""
+        bucket = self.wildcard if host.startswith("*") else self.specific
+        rules = bucket.setdefault(host, [])
+        separate = True
+        for i, mdr in enumerate(rules):
+            if export == mdr.export_to or (mdr.export_to and export >= mdr.export_to):
+                rules[i] = _merge_into(mdr, cfg)
+                separate = False
+            else:
+                separate = True
+        if separate:
+            rule = DestinationRule.model_construct(
+                host=host, traffic_policy=cfg.spec.traffic_policy,
+                subsets=list(cfg.spec.subsets or []) or None,
+                export_to=None, workload_selector=None,
+            )
+            rules.append(MergedDestinationRule(host, cfg.namespace, rule, (cfg,), export))
+
+
+def _merge_into(mdr: MergedDestinationRule, cfg: Config[DestinationRule]) -> MergedDestinationRule:
+    subsets = list(mdr.rule.subsets or [])
+    names = {s.name for s in subsets}
+    subsets += [s for s in cfg.spec.subsets or [] if s.name not in names]
+    policy = mdr.rule.traffic_policy or cfg.spec.traffic_policy
+    rule = DestinationRule.model_construct(
+        host=mdr.host, traffic_policy=policy, subsets=subsets or None,
+        export_to=None, workload_selector=None,
+    )
+    return MergedDestinationRule(mdr.host, mdr.namespace, rule, (*mdr.sources, cfg),
+                                 mdr.export_to)
+
+
+@dataclass
+class _DestinationRuleIndex:
+    """Istio's destinationRuleIndex: `local` holds, per namespace, the rules visible in
+    that namespace; `exported` the rules a namespace shares with others (checked against
+    the client namespace on lookup); `root_local` the root namespace's private rules."""
+
+    local: dict[str, _DestinationRuleBucket] = field(default_factory=dict)
+    exported: dict[str, _DestinationRuleBucket] = field(default_factory=dict)
+    root_local: _DestinationRuleBucket = field(default_factory=_DestinationRuleBucket)
+
+
+def _index_destination_rules(
+    rules: tuple[Config[DestinationRule], ...], mesh: MeshConfig
+) -> _DestinationRuleIndex:
+    """Istio's setDestinationRules, oldest first. exportTo is kept as written: `.` and
+    the own namespace both make a rule private; a mesh default of `.` makes rules that
+    declare nothing private too (Istio honours only `.` and `*` there)."""
+    index = _DestinationRuleIndex()
+    default_private = PRIVATE in mesh.default_destination_rule_export_to
+    for cfg in rules:
+        if cfg.spec.workload_selector is not None:
+            continue  # reported by _merge_destination_rules
+        ns = cfg.namespace
+        host = resolve_short_name(cfg.spec.host, ns, mesh.domain_suffix)
+        export = frozenset(cfg.spec.export_to or ())
+        own = PRIVATE in export or ns in export
+        if not export or PUBLIC in export or own:
+            index.local.setdefault(ns, _DestinationRuleBucket()).merge(host, cfg, export)
+        private_only = (not export and default_private) or (len(export) == 1 and own)
+        if not private_only:
+            index.exported.setdefault(ns, _DestinationRuleBucket()).merge(host, cfg, export)
+        elif ns == mesh.root_namespace:
+            index.root_local.merge(host, cfg, export)
+    return index

@@ -42,6 +42,8 @@ class ProxyInfo:
     `app_protocol` says what the app speaks on `app_port`: `http` (the inbound listener
     is an HCM) or `tcp` (tcp_proxy, bytes passed through untouched). Gateway: `port_map`
     maps a Gateway server port (80) to the port Envoy actually binds (8080).
+    `access_log_path`: where Envoy writes its access log (Istio's default text format), on
+    every listener; None means no access log, as Istio without `accessLogFile`.
     """
 
     name: str
@@ -55,6 +57,7 @@ class ProxyInfo:
     port_map: Mapping[int, int] = field(default_factory=dict)
     xds_mode: XdsMode = "delta"
     app_protocol: AppProtocol = "http"
+    access_log_path: str | None = None
 
     @property
     def id(self) -> str:
@@ -80,6 +83,8 @@ class ProxyInfo:
                 meta[key] = str(value)
         if self.app_protocol != "http":  # absent means http: older bootstraps stay valid
             meta["APP_PROTOCOL"] = self.app_protocol
+        if self.access_log_path:  # absent means no access log: older bootstraps stay valid
+            meta["ACCESS_LOG_PATH"] = self.access_log_path
         if self.port_map:
             meta["PORT_MAP"] = {str(k): str(v) for k, v in sorted(self.port_map.items())}
         return meta
@@ -107,6 +112,7 @@ class ProxyInfo:
             port_map={int(k): int(v) for k, v in (meta.get("PORT_MAP") or {}).items()},
             xds_mode="sotw" if mode == "sotw" else "delta",
             app_protocol="tcp" if meta.get("APP_PROTOCOL") == "tcp" else "http",
+            access_log_path=str(meta.get("ACCESS_LOG_PATH") or "") or None,
         )
 
 

@@ -30,6 +30,7 @@ from meshpilot.xds.types import ProxyInfo
 from .cases import CASES, WORKLOADS
 from .envoy_check import envoy_validate, static_bootstrap_for
 from .helpers import CLIENT, EXAMPLES, SEED, load, resource, snapshot
+from .test_golden import PROXY_CASES
 
 pytestmark = pytest.mark.e2e
 
@@ -42,9 +43,10 @@ def envoy() -> Path:
         pytest.skip(str(e))
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", sorted(CASES) + sorted(PROXY_CASES))
 def test_envoy_validates_golden_cases(envoy: Path, case: str) -> None:
-    result = envoy_validate(envoy, translate(snapshot(*CASES[case]), CLIENT))
+    scenario, proxy = PROXY_CASES.get(case, (case, CLIENT))
+    result = envoy_validate(envoy, translate(snapshot(*CASES[scenario]), proxy))
     assert result.returncode == 0, result.stdout + result.stderr
 
 

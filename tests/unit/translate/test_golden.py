@@ -10,20 +10,34 @@ which Envoy field a change moved. After an intended change, regenerate and revie
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 
 from meshpilot.xds.translate import resources_to_json, translate
+from meshpilot.xds.types import ProxyInfo
 
 from .cases import CASES
 from .helpers import CLIENT, GOLDEN, assert_consistent, snapshot
 
 UPDATE = os.environ.get("MESHPILOT_UPDATE_GOLDEN") == "1"
 
+# Istio's usual `accessLogFile`; also a file `envoy --mode validate` can open anywhere.
+ACCESS_LOG = "/dev/stdout"
+# Proxy variants whose differences live in the proxy, not the mesh: golden name ->
+# (scenario, proxy). The access log cases show exactly where the log lands (both HCMs;
+# tcp_proxy for a TCP app) and that its format is Istio's, byte for byte.
+PROXY_CASES: dict[str, tuple[str, ProxyInfo]] = {
+    "access-log": ("no-virtualservice", replace(CLIENT, access_log_path=ACCESS_LOG)),
+    "access-log-tcp-app": ("no-virtualservice", replace(CLIENT, access_log_path=ACCESS_LOG,
+                                                        app_protocol="tcp")),
+}
 
-@pytest.mark.parametrize("case", sorted(CASES))
+
+@pytest.mark.parametrize("case", sorted(CASES) + sorted(PROXY_CASES))
 def test_golden(case: str) -> None:
-    resources = translate(snapshot(*CASES[case]), CLIENT)
+    scenario, proxy = PROXY_CASES.get(case, (case, CLIENT))
+    resources = translate(snapshot(*CASES[scenario]), proxy)
     assert_consistent(resources)
     text = resources_to_json(resources)
     path = GOLDEN / f"{case}.json"

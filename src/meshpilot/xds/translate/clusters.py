@@ -106,9 +106,11 @@ def service_cluster(
 def outbound_clusters(
     snap: MeshSnapshot, proxy: ProxyInfo
 ) -> list[tuple[cluster_pb2.Cluster, endpoint_pb2.ClusterLoadAssignment | None]]:
-    """Every service port, then one cluster per subset of the DR that applies to the proxy."""
+    """Every port of every service exported to the proxy's namespace, then one cluster per
+    subset of the DR that applies to the proxy (Istio builds clusters only for the
+    services in the proxy's scope)."""
     out = []
-    for svc in snap.services:
+    for svc in snap.services_for(proxy.namespace):
         dr = snap.destination_rule(svc.hostname, proxy.namespace, svc.namespace)
         for port in svc.ports:
             subsets: list[Subset | None] = [None, *(dr.rule.subsets or [] if dr else [])]

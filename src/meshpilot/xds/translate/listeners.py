@@ -10,6 +10,10 @@ outbound HCM accepts CONNECT; the inbound one does not (nothing tunnels to it).
 
 A workload whose app speaks raw TCP (`--app-protocol tcp`) gets an inbound listener with
 tcp_proxy to `inbound|<app_port>||` instead of the HCM, as Istio's inbound TCP chain.
+
+When the proxy names an access log file, every HCM and tcp_proxy here logs to it in
+Istio's default text format (accesslog.py); CONNECT tunnels are HCM routes, so the
+outbound HCM's log covers them too.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import wrappers_pb2
 
 from ..types import ProxyInfo
+from .accesslog import access_logs
 from .clusters import passthrough_dns_cache
 from .common import (
     DFP_FILTER,
@@ -69,13 +74,15 @@ def _dynamic_forward_proxy() -> hcm_pb2.HttpFilter:
 
 
 def http_connection_manager(
-    stat_prefix: str, route_config: str, *, passthrough: bool, connect: bool = False
+    stat_prefix: str, route_config: str, *, passthrough: bool, connect: bool = False,
+    access_log_path: str | None = None,
 ) -> hcm_pb2.HttpConnectionManager:
     """Istio's HCM defaults that matter here. Filter order as Istio's listener_builder:
     fault, then CORS (so a faulted route aborts even a preflight), then the router last;
     the DFP filter, which Istio has no counterpart for, sits just before the router.
     `connect` lets CONNECT requests reach the routes (Envoy refuses them otherwise); only
-    routes with a connect_matcher can match them."""
+    routes with a connect_matcher can match them. `access_log_path`: Istio's file access
+    log on this HCM (one line per request or tunnel), none when None."""
     filters = [_fault(), _cors()]
     if passthrough:
         filters.append(_dynamic_forward_proxy())
@@ -95,6 +102,7 @@ def http_connection_manager(
         # Sidecars are transparent: the app's own Server header reaches the client, as in
         # Istio (the seed tells versions apart by `nginx/1.21` vs `nginx/1.22`).
         server_header_transformation=HCM.PASS_THROUGH,
+        access_log=access_logs(access_log_path),
     )
     if connect:
         hcm.upgrade_configs.append(HCM.UpgradeConfig(upgrade_type="CONNECT"))
@@ -123,7 +131,7 @@ def outbound_listener(proxy: ProxyInfo, route_config: str, *, passthrough: bool)
     assert proxy.outbound_port is not None
     hcm = http_connection_manager(
         f"outbound_0.0.0.0_{proxy.outbound_port}", route_config, passthrough=passthrough,
-        connect=True,
+        connect=True, access_log_path=proxy.access_log_path,
     )
     return _listener(VIRTUAL_OUTBOUND, "127.0.0.1", proxy.outbound_port,
                      base_pb2.TrafficDirection.OUTBOUND, _hcm_filter(hcm))
@@ -133,7 +141,8 @@ def inbound_listener(proxy: ProxyInfo, route_config: str, app_port: int) -> (
     listener_pb2.Listener
 ):
     assert proxy.inbound_port is not None
-    hcm = http_connection_manager(f"inbound_0.0.0.0_{app_port}", route_config, passthrough=False)
+    hcm = http_connection_manager(f"inbound_0.0.0.0_{app_port}", route_config, passthrough=False,
+                                  access_log_path=proxy.access_log_path)
     return _listener(VIRTUAL_INBOUND, proxy.address, proxy.inbound_port,
                      base_pb2.TrafficDirection.INBOUND, _hcm_filter(hcm))
 
@@ -143,7 +152,8 @@ def inbound_tcp_listener(proxy: ProxyInfo, cluster: str) -> listener_pb2.Listene
     (Istio's inbound tcp_proxy, with its 1h idle timeout)."""
     assert proxy.inbound_port is not None
     tcp = tcp_proxy_pb2.TcpProxy(stat_prefix=cluster, cluster=cluster,
-                                 idle_timeout=duration(TCP_IDLE_TIMEOUT))
+                                 idle_timeout=duration(TCP_IDLE_TIMEOUT),
+                                 access_log=access_logs(proxy.access_log_path))
     network_filter = listener_components_pb2.Filter(name=TCP_PROXY_FILTER,
                                                     typed_config=pack(tcp))
     return _listener(VIRTUAL_INBOUND, proxy.address, proxy.inbound_port,

@@ -89,10 +89,12 @@ def _catch_all(snap: MeshSnapshot, clusters: Collection[str]) -> rc.VirtualHost:
 def outbound_route_config(
     snap: MeshSnapshot, proxy: ProxyInfo, clusters: Collection[str]
 ) -> route_pb2.RouteConfiguration:
+    """One vhost per port of each service exported to the proxy's namespace, routed by the
+    VirtualService that namespace sees for it (exportTo), then the catch-all."""
     domains = _Domains()
     vhosts: list[rc.VirtualHost] = []
-    for svc in snap.services:
-        vs = snap.virtual_service_for(svc.hostname)
+    for svc in snap.services_for(proxy.namespace):
+        vs = snap.virtual_service_for(svc.hostname, proxy.namespace)
         aliases = host_aliases(svc, proxy.namespace, snap.mesh.domain_suffix)
         for port in svc.http_ports:
             routes: list[rc.Route] = []
@@ -118,9 +120,10 @@ def outbound_route_config(
                     name=f"{svc.hostname}:{port.port}", domains=names,
                     routes=opaque_port_routes(snap, proxy, svc, port, clusters),
                 ))
-    # VirtualService hosts that are not services still get a vhost on port 80 (Istio).
-    for host, vs in sorted(snap.mesh_virtual_services.items()):
-        if host == "*" or snap.service(host) is not None:
+    # VirtualService hosts that are not services (visible to this proxy) still get a
+    # vhost on port 80 (Istio).
+    for host, vs in sorted(snap.mesh_virtual_services_for(proxy.namespace).items()):
+        if host == "*" or snap.visible_service(host, proxy.namespace) is not None:
             continue
         routes = virtual_service_routes(
             RouteContext(snap, proxy, vs, HTTP_DEFAULT_PORT, clusters)

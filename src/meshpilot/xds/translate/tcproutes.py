@@ -173,7 +173,7 @@ def opaque_port_routes(
 ) -> list[rc.Route]:
     """The CONNECT routes of one non-HTTP service port's virtual host (see module doc)."""
     ctx = L4Context(snap, proxy, svc, port, clusters)
-    cfg = snap.virtual_service_for(svc.hostname)
+    cfg = snap.virtual_service_for(svc.hostname, proxy.namespace)
     routes: list[rc.Route] = []
     if cfg is not None:
         routes = _tls_routes(cfg, ctx) if port.is_tls else _tcp_routes(cfg, ctx)
