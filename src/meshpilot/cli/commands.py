@@ -265,15 +265,39 @@ def demo(args: argparse.Namespace) -> int:
     return run(Path(args.state).resolve(), args.api_port, args.xds_port, args.client_port)
 
 
+def mesh_settings(args: argparse.Namespace) -> Any:
+    """The MeshConfig `up` runs with: Istio's defaults, then `--mesh-config FILE`, then
+    `--outbound-traffic-policy` (a flag beats the file, as istiod's flags beat its mesh
+    config). Raises MeshConfigError naming the file and field."""
+    import dataclasses
+
+    from ..controlplane.meshconfig import load_mesh_config
+    from ..snapshot.mesh import MeshConfig
+
+    mesh = MeshConfig()
+    if getattr(args, "mesh_config", None):
+        mesh = load_mesh_config(Path(args.mesh_config), mesh)
+    if getattr(args, "outbound_traffic_policy", None):
+        mesh = dataclasses.replace(mesh, outbound_traffic_policy=args.outbound_traffic_policy)
+    return mesh
+
+
 def up(args: argparse.Namespace) -> int:
     from ..controlplane.apply import apply_documents
+    from ..controlplane.meshconfig import MeshConfigError
     from ..controlplane.server import ControlPlane, Settings, StateDirBusy, default_state_dir
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s", stream=sys.stderr)
+    try:
+        mesh = mesh_settings(args)
+    except MeshConfigError as e:
+        err(f"error: {e}")
+        return 1
     state = Path(args.state) if args.state else default_state_dir()
     plane = ControlPlane(Settings(state, args.api_host, args.api_port, args.xds_host,
-                                  args.xds_port, args.debounce_after, args.debounce_max))
+                                  args.xds_port, args.debounce_after, args.debounce_max,
+                                  mesh=mesh))
     try:
         store = plane.open_store()
     except StateDirBusy as e:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from . import commands
+from .create_command import add_create_command
 from .load_command import add_load_command
 from .proxy_commands import add_proxy_commands
 
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="quiet period before a push (default 0.1, as Istio)")
     up.add_argument("--debounce-max", type=float, default=10.0, metavar="SECONDS",
                     help="longest a push waits while changes keep coming (default 10)")
+    up.add_argument("--outbound-traffic-policy", choices=["ALLOW_ANY", "REGISTRY_ONLY"],
+                    help="requests to hosts the mesh does not know: pass through (ALLOW_ANY, "
+                         "the default) or 502 (REGISTRY_ONLY); overrides --mesh-config")
+    up.add_argument("--mesh-config", metavar="FILE",
+                    help="YAML with Istio MeshConfig fields, e.g. "
+                         "'outboundTrafficPolicy: {mode: REGISTRY_ONLY}'")
     _files(up, required=False)
     _namespace(up)
     up.set_defaults(func=commands.up)
@@ -109,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_proxy_commands(sub)  # sidecar, gateway, demo-app
     add_load_command(sub)  # load (fortio-style)
+    add_create_command(sub)  # create secret tls
     return parser
 
 

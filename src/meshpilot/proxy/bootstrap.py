@@ -29,7 +29,8 @@ HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 # per-cluster stats are matched on their suffix.
 _CLUSTER_STATS = (
     r"upstream_rq.*|upstream_cx_(total|active|connect_fail|connect_timeout|overflow|"
-    r"none_healthy|destroy.*|rx_bytes_total|tx_bytes_total)|retry_or_shadow_abandoned|"
+    r"none_healthy|destroy.*|rx_bytes_total|tx_bytes_total|idle_timeout|"
+    r"max_duration_reached|max_requests|http1_total|http2_total)|retry_or_shadow_abandoned|"
     r"membership_.*|outlier_detection\..*|circuit_breakers\..*|health_check\..*|"
     r"lb_healthy_panic|update_(attempt|success|rejected|failure|empty)|version|max_host_weight"
 )

@@ -34,6 +34,7 @@ def check_snapshot(snap: MeshSnapshot) -> list[str]:
         if not host.startswith("*") and snap.service(host) is None:
             out.append(f"{dr.first}: host {host} matches no service (IST0174)")
         out += _check_policies(snap, dr)
+    out += _check_gateway_credentials(snap)
     for svc in snap.services:
         if svc.resolution in ("NONE", "DYNAMIC_DNS") and not svc.endpoints:
             out.append(
@@ -42,6 +43,56 @@ def check_snapshot(snap: MeshSnapshot) -> list[str]:
                 "cannot pass its traffic through, so it gets 503"
             )
     return out
+
+
+# Gateway proxies register a WorkloadEntry carrying this annotation (proxy/gateway.py).
+_GATEWAY_ANNOTATION = "meshpilot.io/port-map"
+_CERT_KEYS, _KEY_KEYS, _CA_KEYS = ("tls.crt", "cert"), ("tls.key", "key"), ("ca.crt", "cacert")
+
+
+def _check_gateway_credentials(snap: MeshSnapshot) -> list[str]:
+    """Terminating Gateway servers whose credential a running gateway proxy cannot get.
+
+    Istio reads `credentialName` in the gateway proxy's namespace, so the check runs per
+    registered gateway proxy the Gateway selects. The translator skips such a server (the
+    others keep serving); this is where the user learns why its port does not answer."""
+    out: list[str] = []
+    gateways = [we for we in snap.workload_entries if _GATEWAY_ANNOTATION in we.annotations]
+    for cfg in snap.gateways:
+        selector = cfg.spec.selector or {}
+        namespaces = sorted({we.namespace for we in gateways
+                             if all((we.spec.labels or {}).get(k) == v
+                                    for k, v in selector.items())})
+        for server in cfg.spec.servers or []:
+            tls = server.tls
+            if tls is None or tls.effective_mode not in ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"):
+                continue
+            names = list(tls.credential_names or []) or (
+                [tls.credential_name] if tls.credential_name else [])
+            for ns in namespaces:
+                problem = _credential_problem(snap, ns, names, tls.effective_mode != "SIMPLE")
+                if problem:
+                    out.append(f"{cfg}: server {server.port.name} (port {server.port.number}) "
+                               f"is not served: {problem}")
+    return out
+
+
+def _credential_problem(snap: MeshSnapshot, ns: str, names: list[str], mutual: bool) -> (
+    str | None
+):
+    for name in names:
+        data = snap.secret_data(ns, name)
+        if data is None:
+            return f"Secret {ns}/{name} does not exist"
+        if not any(data.get(k) for k in _CERT_KEYS) or not any(data.get(k) for k in _KEY_KEYS):
+            return f"Secret {ns}/{name} has no tls.crt/tls.key"
+    if mutual and names:
+        own = snap.secret_data(ns, names[0]) or {}
+        extra = snap.secret_data(ns, names[0] + "-cacert") or {}
+        if not any(own.get(k) or extra.get(k) for k in _CA_KEYS):
+            return (f"Secret {ns}/{names[0]} has no ca.crt and there is no Secret "
+                    f"{ns}/{names[0]}-cacert to verify client certificates")
+    return None
 
 
 def _check_policies(snap: MeshSnapshot, dr: MergedDestinationRule) -> list[str]:

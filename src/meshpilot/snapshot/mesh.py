@@ -53,6 +53,9 @@ class MeshConfig:
     domain_suffix: str = "cluster.local"
     outbound_traffic_policy: OutboundPolicy = "ALLOW_ANY"
     connect_timeout: str = "10s"
+    # MeshConfig dnsRefreshRate: how often Envoy re-resolves DNS clusters when a lookup
+    # fails (successful lookups follow the record's TTL, respect_dns_ttl).
+    dns_refresh_rate: str = "60s"
     root_namespace: str = "istio-system"
     # exportTo for objects that declare none (MeshConfig defaultVirtualServiceExportTo,
     # defaultDestinationRuleExportTo, defaultServiceExportTo); Istio's default is `*`.

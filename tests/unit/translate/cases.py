@@ -32,4 +32,8 @@ CASES: dict[str, tuple[Path, ...]] = {
     "destinationrule-policies": (DATA / "destinationrule-policies.yaml",),
     # TCP and TLS ports: CONNECT vhosts, `tcp` rules per proxy, `tls` rules by SNI host.
     "tcp-tls-routes": (DATA / "tcp-tls-routes.yaml",),
+    # The seed's ingress Gateway plus every server kind (HTTP merge, httpsRedirect,
+    # SIMPLE/MUTUAL over SDS, passthrough, a missing credential); sidecars ignore it all.
+    "gateways": (SERVICE, WORKLOADS, SUBSETS, EXAMPLES / "base" / "40-ingress-gateway.yaml",
+                 DATA / "gateway-secrets.yaml", DATA / "gateways.yaml"),
 }

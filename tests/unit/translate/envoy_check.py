@@ -52,13 +52,17 @@ def bootstrap_for(resources: ProxyResources) -> dict[str, Any]:
             {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
                                                          "port_value": 1}}}}]}]},
     })
+    # SDS secrets stay ADS-delivered in the listeners; listing them as static secrets too
+    # makes Envoy parse each one (PEM included) with its own validation.
+    secrets = [_dict(s) for s in resources.secrets.values()]
     return {
         "node": {"id": "validate", "cluster": "validate"},
         "dynamic_resources": {"ads_config": {
             "api_type": "GRPC", "transport_api_version": "V3",
             "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}],
         }},
-        "static_resources": {"listeners": listeners, "clusters": clusters},
+        "static_resources": {"listeners": listeners, "clusters": clusters,
+                             **({"secrets": secrets} if secrets else {})},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
     }
 

@@ -26,6 +26,13 @@ CLIENT = ProxyInfo(
     inbound_port=15006, app_port=8080, outbound_port=15001,
 )
 
+# `meshpilot gateway --name istio-ingressgateway -n istio-system --labels
+# istio=ingressgateway --port-map 80:8080,443:8443`
+GATEWAY = ProxyInfo(
+    name="istio-ingressgateway", namespace="istio-system", kind="gateway",
+    labels={"istio": "ingressgateway"}, outbound_port=None, port_map={80: 8080, 443: 8443},
+)
+
 
 def stamp(resources: Iterable[Resource]) -> list[Resource]:
     """Creation times in input order, as if each was applied one second after the last."""

@@ -18,7 +18,7 @@ from meshpilot.xds.translate import resources_to_json, translate
 from meshpilot.xds.types import ProxyInfo
 
 from .cases import CASES
-from .helpers import CLIENT, GOLDEN, assert_consistent, snapshot
+from .helpers import CLIENT, GATEWAY, GOLDEN, assert_consistent, snapshot
 
 UPDATE = os.environ.get("MESHPILOT_UPDATE_GOLDEN") == "1"
 
@@ -31,6 +31,8 @@ PROXY_CASES: dict[str, tuple[str, ProxyInfo]] = {
     "access-log": ("no-virtualservice", replace(CLIENT, access_log_path=ACCESS_LOG)),
     "access-log-tcp-app": ("no-virtualservice", replace(CLIENT, access_log_path=ACCESS_LOG,
                                                         app_protocol="tcp")),
+    # The ingress gateway proxy: listeners per server port, RDS per route name, SDS.
+    "ingress-gateway": ("gateways", GATEWAY),
 }
 
 

@@ -8,6 +8,9 @@
 - `PassthroughCluster`: Istio's is ORIGINAL_DST, which cannot work behind an explicit HTTP
   proxy (the original destination is the proxy itself). Here it is a dynamic-forward-proxy
   cluster that resolves the request's Host, paired with the DFP HTTP filter.
+- ServiceEntries with resolution NONE: Istio's ORIGINAL_DST cluster, here a dynamic
+  forward proxy cluster per service port (same DNS cache as PassthroughCluster), so the
+  request reaches the host it names, e.g. any `*.example.com` for a wildcard entry.
 - `inbound|<app_port>||`: STATIC to 127.0.0.1:<app_port> (the app beside the sidecar).
 """
 
@@ -70,11 +73,16 @@ def service_cluster(
     cluster = _base(name, snap.mesh.connect_timeout)
     cla = load_assignment(name, svc, port.port, labels)
     dns_type = _DNS_TYPES.get(svc.resolution)
-    if dns_type is not None:
+    if svc.resolution == "NONE" and proxy.kind == "sidecar":
+        # Istio: ORIGINAL_DST on sidecars (gateways fall back to EDS).
+        cluster.lb_policy = Cluster.CLUSTER_PROVIDED
+        _make_dynamic_forward_proxy(cluster)
+        cla = None
+    elif dns_type is not None:
         if not cla.endpoints:
             return None
         cluster.type = dns_type
-        cluster.dns_lookup_family = Cluster.V4_PREFERRED
+        _apply_dns_settings(cluster, snap)
         cluster.load_assignment.CopyFrom(cla)
         cla = None
     else:
@@ -101,6 +109,34 @@ def service_cluster(
         meta["external"] = True
     cluster.metadata.CopyFrom(istio_metadata(**meta))
     return cluster, cla
+
+
+def _apply_dns_settings(cluster: cluster_pb2.Cluster, snap: MeshSnapshot) -> None:
+    """Istio's settings for STRICT_DNS/LOGICAL_DNS: follow each record's TTL, re-resolve at
+    MeshConfig dnsRefreshRate (60s) when a lookup fails. V4_PREFERRED instead of Istio's
+    per-proxy IP family choice: standalone sidecars do not report their IPs, and `localhost`
+    style names resolve to both families."""
+    cluster.dns_lookup_family = Cluster.V4_PREFERRED
+    cluster.respect_dns_ttl = True
+    cluster.dns_refresh_rate.CopyFrom(duration(snap.mesh.dns_refresh_rate))
+
+
+def _make_dynamic_forward_proxy(cluster: cluster_pb2.Cluster) -> None:
+    """Turn `cluster` into a DFP cluster sharing PassthroughCluster's DNS cache: Envoy
+    requires every DFP cluster and the DFP HTTP filter of one listener to name the same
+    cache with identical settings."""
+    cluster.cluster_type.name = DFP_CLUSTER_TYPE
+    cluster.cluster_type.typed_config.CopyFrom(pack(dfp_cluster_pb2.ClusterConfig(
+        dns_cache_config=passthrough_dns_cache(),
+        allow_insecure_cluster_options=True,
+    )))
+
+
+def is_dynamic_forward_proxy(cluster: object) -> bool:
+    """Whether a built cluster resolves the request's host itself (then the outbound
+    listener needs the DFP HTTP filter, whatever the outbound traffic policy)."""
+    return (isinstance(cluster, cluster_pb2.Cluster)
+            and cluster.cluster_type.name == DFP_CLUSTER_TYPE)
 
 
 def outbound_clusters(
@@ -148,12 +184,8 @@ def passthrough_cluster(snap: MeshSnapshot) -> cluster_pb2.Cluster:
         lb_policy=Cluster.CLUSTER_PROVIDED,
         alt_stat_name=f"{PASSTHROUGH_CLUSTER};",
     )
-    c.cluster_type.name = DFP_CLUSTER_TYPE
-    c.cluster_type.typed_config.CopyFrom(pack(dfp_cluster_pb2.ClusterConfig(
-        dns_cache_config=passthrough_dns_cache(),
-        # No upstream TLS: lets us leave auto_sni/auto_san_validation off (Istio does too).
-        allow_insecure_cluster_options=True,
-    )))
+    # No upstream TLS: lets us leave auto_sni/auto_san_validation off (Istio does too).
+    _make_dynamic_forward_proxy(c)
     options = hpo.HttpProtocolOptions()
     options.common_http_protocol_options.idle_timeout.CopyFrom(duration("5m"))
     use_downstream_protocol(options)

@@ -200,16 +200,29 @@ def is_catch_all(route: rc.Route) -> bool:
     return catch_all and not m.headers and not m.query_parameters
 
 
+def qualified_gateway_names(names: Collection[str], namespace: str) -> frozenset[str]:
+    """Gateway references as `ns/name` (a short name is in the VirtualService's namespace),
+    as Istio's resolveGatewayName; `mesh` stays `mesh`."""
+    return frozenset(n if n == MESH_GATEWAY or "/" in n else f"{namespace}/{n}" for n in names)
+
+
 def _applies_to_sidecar(
-    vs: VirtualService, match: HTTPMatchRequest | None, listen_port: int, proxy: ProxyInfo
+    vs: VirtualService, match: HTTPMatchRequest | None, listen_port: int, proxy: ProxyInfo,
+    gateways_in_use: frozenset[str] = frozenset(), namespace: str = "",
 ) -> bool:
-    """The port, gateways and source checks Istio makes before translating a match."""
+    """The port, gateways and source checks Istio makes before translating a match.
+    `gateways_in_use`: empty for a sidecar (the rule must apply to `mesh`), else the
+    `ns/name` of the Gateway being built (the rule must name it, or name no gateway and
+    belong to a VirtualService that does)."""
     if match is None:
         return True
     if match.port and match.port != listen_port:
         return False
     gateways = match.gateways or vs.gateways
-    if gateways and MESH_GATEWAY not in gateways:
+    if gateways_in_use:
+        if not gateways_in_use & qualified_gateway_names(gateways, namespace):
+            return False
+    elif gateways and MESH_GATEWAY not in gateways:
         return False
     if any(proxy.labels.get(k) != v for k, v in match.source_labels.items()):
         return False
@@ -376,6 +389,8 @@ class RouteContext:
     vs: Config[VirtualService]
     listen_port: int
     clusters: Collection[str]
+    # `ns/name` of the Gateway whose server is being built; empty for sidecars.
+    gateways: frozenset[str] = frozenset()
 
     def cluster_for(self, dst: HTTPRouteDestination) -> str:
         """The destination's cluster, or BlackHoleCluster when it does not exist (Istio would
@@ -483,7 +498,8 @@ def translate_route(
     http: HTTPRoute, match: HTTPMatchRequest | None, ctx: RouteContext
 ) -> rc.Route | None:
     """TranslateRoute for one (rule, match block); None when the block is not for us."""
-    if not _applies_to_sidecar(ctx.vs.spec, match, ctx.listen_port, ctx.proxy):
+    if not _applies_to_sidecar(ctx.vs.spec, match, ctx.listen_port, ctx.proxy, ctx.gateways,
+                               ctx.vs.namespace):
         return None
     name = http.name
     if match is not None and match.name:

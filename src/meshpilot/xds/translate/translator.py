@@ -18,6 +18,7 @@ from ..types import (
     ENDPOINT_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
+    SECRET_TYPE,
     ProxyInfo,
     ProxyResources,
 )
@@ -25,9 +26,11 @@ from .clusters import (
     blackhole_cluster,
     inbound_cluster,
     inbound_cluster_name,
+    is_dynamic_forward_proxy,
     outbound_clusters,
     passthrough_cluster,
 )
+from .gateway import gateway_resources
 from .listeners import inbound_listener, inbound_tcp_listener, outbound_listener
 from .routeconfig import (
     inbound_route_config,
@@ -46,6 +49,7 @@ def translate(snapshot: MeshSnapshot, proxy: ProxyInfo) -> ProxyResources:
     endpoints: dict[str, Message] = {}
     listeners: dict[str, Message] = {}
     routes: dict[str, Message] = {}
+    secrets: dict[str, Message] = {}
     for cluster, cla in outbound_clusters(snapshot, proxy):
         clusters[cluster.name] = cluster
         if cla is not None:
@@ -72,12 +76,23 @@ def translate(snapshot: MeshSnapshot, proxy: ProxyInfo) -> ProxyResources:
         if proxy.outbound_port is not None:
             rc_name = outbound_route_config_name(proxy)
             routes[rc_name] = outbound_route_config(snapshot, proxy, clusters.keys())
-            listener = outbound_listener(proxy, rc_name, passthrough=passthrough)
+            # The DFP filter also serves resolution-NONE ServiceEntry clusters.
+            dfp = passthrough or any(is_dynamic_forward_proxy(c) for c in clusters.values())
+            listener = outbound_listener(proxy, rc_name, passthrough=dfp)
             listeners[listener.name] = listener
 
-    return ProxyResources(by_type={
+    if proxy.kind == "gateway":
+        gw = gateway_resources(snapshot, proxy, clusters.keys())
+        listeners.update(gw.listeners)
+        routes.update(gw.routes)
+        secrets.update(gw.secrets)
+
+    by_type = {
         CLUSTER_TYPE: _sorted(clusters),
         ENDPOINT_TYPE: _sorted(endpoints),
         LISTENER_TYPE: _sorted(listeners),
         ROUTE_TYPE: _sorted(routes),
-    })
+    }
+    if secrets:  # only gateways have any; sidecars keep their four types
+        by_type[SECRET_TYPE] = _sorted(secrets)
+    return ProxyResources(by_type=by_type)
