@@ -63,6 +63,10 @@ def _check_gateway_credentials(snap: MeshSnapshot) -> list[str]:
         namespaces = sorted({we.namespace for we in gateways
                              if all((we.spec.labels or {}).get(k) == v
                                     for k, v in selector.items())})
+        if not namespaces:
+            wanted = ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or "(any)"
+            out.append(f"{cfg}: selector {wanted} matches no running gateway proxy; start one "
+                       f"with `meshpilot gateway --labels {wanted}` (IST0101)")
         for server in cfg.spec.servers or []:
             tls = server.tls
             if tls is None or tls.effective_mode not in ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"):

@@ -177,3 +177,22 @@ def test_parsed_cache_reuses_unchanged_objects_and_drops_deleted_ones() -> None:
     assert second.destination_rules[1].spec.host == "b2"  # b: new version parsed again
     MeshSnapshot.build([dr("a", 1, "a")], 4, parsed=cache)
     assert set(cache) == {("DestinationRule", "ns", "a", 1)}
+
+
+def test_gateway_whose_selector_matches_no_running_gateway_is_reported() -> None:
+    from meshpilot.api.resource import Resource
+    from meshpilot.snapshot.mesh import MeshSnapshot
+
+    gateway = Resource("networking.istio.io/v1", "Gateway", "gw", "traffic-demo", {
+        "selector": {"istio": "ingressgateway"},
+        "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                     "hosts": ["example.test"]}]})
+    running = Resource("networking.istio.io/v1", "WorkloadEntry", "istio-ingressgateway",
+                       "istio-system", {"address": "127.0.0.1",
+                                        "labels": {"istio": "ingressgateway"}},
+                       annotations={"meshpilot.io/port-map": "80:8080"})
+    alone = MeshSnapshot.build([gateway], 1)
+    assert any("selector istio=ingressgateway matches no running gateway proxy" in d
+               for d in alone.diagnostics)
+    served = MeshSnapshot.build([gateway, running], 2)
+    assert not any("matches no running gateway" in d for d in served.diagnostics)
