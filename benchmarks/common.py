@@ -96,3 +96,41 @@ def start_envoy(root: Path, proxy: ProxyInfo, xds_port: int) -> EnvoyProcess:
                          log_level="warning")
     envoy.start()
     return envoy
+
+
+def static_envoy(root: Path, name: str, route: dict[str, Any], domains: list[str],
+                 clusters: list[dict[str, Any]] | None = None) -> tuple[EnvoyProcess, int]:
+    """A minimal hand-written Envoy (one listener, one route, `--concurrency 1`): the
+    baseline a generated config is compared with. Returns the process and its port."""
+    port, admin = free_port(), free_port()
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                 "http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": name,
+        "http_protocol_options": {"allow_absolute_url": True},
+        "route_config": {"virtual_hosts": [{
+            "name": name, "domains": domains,
+            "routes": [{"match": {"prefix": "/"}, **route}]}]},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+    }
+    cfg = {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {
+            "listeners": [{
+                "name": name,
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": hcm}]}],
+            }],
+            "clusters": clusters or [],
+        },
+    }
+    path = root / f"{name}.json"
+    path.write_text(json.dumps(cfg))
+    envoy = EnvoyProcess(path, admin_port=admin, log_path=root / f"{name}.log",
+                         log_level="warning")
+    envoy.start()
+    envoy.wait_ready(30)
+    return envoy, port

@@ -17,7 +17,6 @@ figure is meshpilot / static: what the generated config costs beyond Envoy itsel
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -29,50 +28,19 @@ from meshpilot.load.spec import LoadSpec
 from meshpilot.proxy.process import EnvoyProcess
 from meshpilot.xds.types import ProxyInfo
 
-from .common import ControlPlane, free_port, start_envoy
+from .common import ControlPlane, free_port, start_envoy, static_envoy
 
 
-def static_envoy(root: Path, upstream: int) -> tuple[EnvoyProcess, int]:
+def hand_written_envoy(root: Path, upstream: int) -> tuple[EnvoyProcess, int]:
     """The smallest Envoy config that forwards Host `fast` to the upstream."""
-    port, admin = free_port(), free_port()
-    cfg = {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-        "static_resources": {
-            "listeners": [{
-                "name": "static",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network."
-                                 "http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "static",
-                        "http_protocol_options": {"allow_absolute_url": True},
-                        "route_config": {"virtual_hosts": [{
-                            "name": "fast", "domains": ["fast", "fast:80"],
-                            "routes": [{"match": {"prefix": "/"},
-                                        "route": {"cluster": "fast", "timeout": "0s"}}]}]},
-                        "http_filters": [{
-                            "name": "envoy.filters.http.router",
-                            "typed_config": {"@type": "type.googleapis.com/envoy.extensions."
-                                                      "filters.http.router.v3.Router"}}],
-                    }}]}],
-            }],
-            "clusters": [{
-                "name": "fast", "type": "STATIC", "connect_timeout": "1s",
-                "load_assignment": {"cluster_name": "fast", "endpoints": [{"lb_endpoints": [{
-                    "endpoint": {"address": {"socket_address": {
-                        "address": "127.0.0.1", "port_value": upstream}}}}]}]},
-            }],
-        },
+    cluster = {
+        "name": "fast", "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": "fast", "endpoints": [{"lb_endpoints": [{
+            "endpoint": {"address": {"socket_address": {
+                "address": "127.0.0.1", "port_value": upstream}}}}]}]},
     }
-    path = root / "static.json"
-    path.write_text(json.dumps(cfg))
-    envoy = EnvoyProcess(path, admin_port=admin, log_path=root / "static.log",
-                         log_level="warning")
-    envoy.start()
-    envoy.wait_ready(30)
-    return envoy, port
+    return static_envoy(root, "static", {"route": {"cluster": "fast", "timeout": "0s"}},
+                        ["fast", "fast:80"], [cluster])
 
 
 def meshpilot_envoy(root: Path, upstream: int) -> tuple[ControlPlane, EnvoyProcess, int]:
@@ -118,7 +86,7 @@ def main() -> None:
         cp = envoy_static = envoy_mesh = None
         try:
             time.sleep(1)
-            envoy_static, static_port = static_envoy(root, upstream)
+            envoy_static, static_port = hand_written_envoy(root, upstream)
             cp, envoy_mesh, mesh_port = meshpilot_envoy(root, upstream)
             paths = {
                 "direct": (f"http://127.0.0.1:{upstream}/", None),

@@ -34,7 +34,7 @@ from meshpilot.load.runner import run_load
 from meshpilot.load.spec import LoadSpec
 from meshpilot.proxy.process import EnvoyProcess
 
-from .common import free_port
+from .common import free_port, static_envoy
 
 # wrk calls `done` once at the end with its own histogram (microseconds). Defining only
 # `done` (no request/response hooks) keeps wrk on its fast, script-free request path.
@@ -77,36 +77,8 @@ def ensure_wrk() -> str | None:
 
 def direct_response_envoy(root: Path) -> tuple[EnvoyProcess, int]:
     """The smallest Envoy that answers every request itself: 200 `ok` from the route."""
-    port, admin = free_port(), free_port()
-    cfg = {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-        "static_resources": {"listeners": [{
-            "name": "direct",
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network."
-                             "http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": "direct",
-                    "route_config": {"virtual_hosts": [{
-                        "name": "all", "domains": ["*"],
-                        "routes": [{"match": {"prefix": "/"}, "direct_response": {
-                            "status": 200, "body": {"inline_string": "ok\n"}}}]}]},
-                    "http_filters": [{
-                        "name": "envoy.filters.http.router",
-                        "typed_config": {"@type": "type.googleapis.com/envoy.extensions."
-                                                  "filters.http.router.v3.Router"}}],
-                }}]}],
-        }]},
-    }
-    path = root / "direct.json"
-    path.write_text(json.dumps(cfg))
-    envoy = EnvoyProcess(path, admin_port=admin, log_path=root / "direct.log",
-                         log_level="warning")
-    envoy.start()
-    envoy.wait_ready(30)
-    return envoy, port
+    return static_envoy(root, "direct", {"direct_response": {
+        "status": 200, "body": {"inline_string": "ok\n"}}}, ["*"])
 
 
 def meshpilot_run(url: str, connections: int, procs: int, seconds: float) -> dict:
