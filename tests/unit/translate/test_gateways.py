@@ -10,6 +10,7 @@ from typing import Any
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 
 from meshpilot.api.resource import Resource
@@ -287,6 +288,31 @@ def test_passthrough_routes_by_sni_with_tcp_proxy() -> None:
     assert list(chain.filter_chain_match.server_names) == ["a.example.com"]
     assert chain.filters[0].name == "envoy.filters.network.tcp_proxy"
     assert not res.routes
+
+
+def test_tcp_server_proxies_to_first_fitting_tcp_route() -> None:
+    tcp_vs = resource("VirtualService", "tcp", {
+        "hosts": ["*"], "gateways": ["gw"],
+        "tcp": [{"match": [{"port": 9999}], "route": [{"destination": {"host": "sample-app",
+                                                                        "subset": "v2"}}]},
+                {"match": [{"port": 31400, "gateways": ["gw"]}],
+                 "route": [{"destination": {"host": "sample-app", "subset": "v1"}}]}]})
+    res = gw_translate(gateway("gw", [server(31400, "tcp", ["*"], "TCP")]), tcp_vs)
+    lst = listener(res, "0.0.0.0_31400")
+    (chain,) = lst.filter_chains
+    assert not chain.filter_chain_match.server_names and not lst.listener_filters
+    tcp = tcp_proxy_pb2.TcpProxy()
+    chain.filters[0].typed_config.Unpack(tcp)
+    assert tcp.cluster == "outbound|80|v1|sample-app.traffic-demo.svc.cluster.local"
+    assert not res.routes
+    # No fitting rule: no listener. HTTP then TCP on one port: the TCP server is dropped.
+    res = gw_translate(gateway("gw", [server(31400, "tcp", ["*"], "TCP")]))
+    assert "0.0.0.0_31400" not in res.listeners
+    snap = build(gateway("gw", [server(8000, "http", [HOST]), server(8000, "tcp", ["*"], "TCP")]),
+                 tcp_vs)
+    out = gateway_resources(snap, GATEWAY, ())
+    assert list(out.routes) == ["http.8000"]
+    assert any("conflicting server skipped" in p for p in out.problems), out.problems
 
 
 def test_seed_gateway_translation_is_deterministic() -> None:

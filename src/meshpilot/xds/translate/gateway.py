@@ -11,6 +11,10 @@ so that what users know from an ingress gateway holds here:
   own filter chain, selected by SNI (its hosts), with route configuration
   `https.<port>.<portName>.<gateway>.<namespace>`. HTTP and HTTPS cannot share a port
   (Istio drops the later server as conflicting); HTTPS and TLS passthrough can.
+- A plain `TCP` server gets one tcp_proxy filter chain from the first `tcp` rule (of the
+  VirtualServices bound to its Gateway, hosts intersecting) whose match fits the server's
+  port and Gateway (buildGatewayNetworkFiltersFromTCPRoutes); no such rule, no listener.
+  TCP shares its port with nothing else (the later server is dropped).
 - A VirtualService reaches a server when its `gateways` name the Gateway (`ns/name`, or a
   short name in the VirtualService's namespace) and its hosts intersect the server's
   hosts (`ns/host` server hosts admit only VirtualServices of that namespace). Several
@@ -97,10 +101,12 @@ class GatewayServer:
 
     @property
     def kind(self) -> str:
-        """`http`, `https` (terminated here), `passthrough`, or `unsupported`."""
+        """`http`, `tcp`, `https` (terminated here), `passthrough`, or `unsupported`."""
         proto = self.server.protocol
         if proto in HTTP_FAMILY:
             return "http"
+        if proto == "TCP":
+            return "tcp"
         tls = self.server.tls
         if proto == "HTTPS" and tls is not None and tls.effective_mode in TERMINATING:
             return "https"
@@ -410,6 +416,30 @@ def _passthrough_chains(
     return out
 
 
+def _tcp_route_chain(
+    snap: MeshSnapshot, proxy: ProxyInfo, gs: GatewayServer, clusters: Collection[str],
+) -> listener_components_pb2.FilterChain | None:
+    """buildGatewayNetworkFiltersFromTCPRoutes: the first VirtualService `tcp` rule (bound
+    VirtualServices oldest first, hosts intersecting the server's) whose match fits."""
+    for cfg in _bound_virtual_services(snap, gs.gateway_name):
+        if not intersect_hosts(gs.hosts_for(cfg.namespace), _vs_hosts(snap, cfg)):
+            continue
+        for rule in cfg.spec.tcp:
+            fits = not rule.match or any(
+                (not m.port or m.port == gs.port) and (
+                    not m.gateways
+                    or gs.gateway_name in qualified_gateway_names(m.gateways, cfg.namespace))
+                for m in rule.match)
+            if fits and rule.route:
+                return _tcp_proxy_chain(snap, proxy, cfg, gs.port, rule.route, [], clusters)
+    return None
+
+
+def _kind_family(kind: str) -> str:
+    """Servers of one family can share a port: HTTP, TCP, or TLS (HTTPS and passthrough)."""
+    return kind if kind in ("http", "tcp") else "tls"
+
+
 def _listener(proxy: ProxyInfo, port: int,
               chains: list[listener_components_pb2.FilterChain]) -> listener_pb2.Listener:
     listener = listener_pb2.Listener(
@@ -438,7 +468,7 @@ def gateway_resources(
                                 "is not supported on gateways yet; server skipped")
             continue
         group = by_port.setdefault(gs.port, [])
-        if group and (group[0].kind == "http") != (gs.kind == "http"):
+        if group and _kind_family(group[0].kind) != _kind_family(gs.kind):
             out.problems.append(f"{where}: port {gs.port} is already {group[0].kind} "
                                 f"(Gateway {group[0].gateway_name}); conflicting server skipped")
             continue
@@ -450,6 +480,16 @@ def gateway_resources(
             out.routes[name] = gateway_route_config(snap, proxy, name, group, clusters)
             listener = _listener(proxy, port, [_hcm_chain(proxy, port, name)])
             out.listeners[listener.name] = listener
+            continue
+        if group[0].kind == "tcp":
+            for gs in group[1:]:
+                out.problems.append(f"Gateway {gs.gateway_name} server {gs.server.port.name}: "
+                                    f"port {port} already has a TCP server (Gateway "
+                                    f"{group[0].gateway_name}); duplicate server skipped")
+            chain = _tcp_route_chain(snap, proxy, group[0], clusters)
+            if chain is not None:
+                listener = _listener(proxy, port, [chain])
+                out.listeners[listener.name] = listener
             continue
         chains: list[listener_components_pb2.FilterChain] = []
         claimed: set[str] = set()
