@@ -315,6 +315,30 @@ def test_tcp_server_proxies_to_first_fitting_tcp_route() -> None:
     assert any("conflicting server skipped" in p for p in out.problems), out.problems
 
 
+def test_tls_terminated_tcp_server_proxies_to_tcp_route_behind_tls() -> None:
+    tcp_vs = resource("VirtualService", "tcp", {
+        "hosts": ["tls.example.com"], "gateways": ["gw"],
+        "tcp": [{"match": [{"port": 9999}], "route": [{"destination": {"host": "sample-app",
+                                                                        "subset": "v2"}}]},
+                {"route": [{"destination": {"host": "sample-app", "subset": "v1"}}]}]})
+    tls_server = server(8443, "tls", ["tls.example.com"], "TLS",
+                        {"mode": "SIMPLE", "credentialName": "cred"})
+    res = gw_translate(gateway("gw", [tls_server]), tcp_vs, secret("cred", TLS_DATA))
+    (chain,) = listener(res, "0.0.0.0_8443").filter_chains
+    assert list(chain.filter_chain_match.server_names) == ["tls.example.com"]
+    tcp = tcp_proxy_pb2.TcpProxy()
+    chain.filters[0].typed_config.Unpack(tcp)
+    assert tcp.cluster == "outbound|80|v1|sample-app.traffic-demo.svc.cluster.local"
+    common = tls_of(chain).common_tls_context
+    assert [s.name for s in common.tls_certificate_sds_secret_configs] == ["kubernetes://cred"]
+    assert not common.alpn_protocols
+    assert list(res.secrets) == ["kubernetes://cred"] and not res.routes
+    # No tcp rule: no listener; no Secret: the server is skipped.
+    assert "0.0.0.0_8443" not in gw_translate(gateway("gw", [tls_server]),
+                                              secret("cred", TLS_DATA)).listeners
+    assert "0.0.0.0_8443" not in gw_translate(gateway("gw", [tls_server]), tcp_vs).listeners
+
+
 def test_seed_gateway_translation_is_deterministic() -> None:
     args = (load(EXAMPLES / "base"))
     snap_a = MeshSnapshot.build(stamp(args), 1)

@@ -101,7 +101,8 @@ class GatewayServer:
 
     @property
     def kind(self) -> str:
-        """`http`, `tcp`, `https` (terminated here), `passthrough`, or `unsupported`."""
+        """`http`, `tcp`, `https` (terminated here), `tls-tcp` (TLS terminated here, then
+        tcp_proxy), `passthrough`, or `unsupported`."""
         proto = self.server.protocol
         if proto in HTTP_FAMILY:
             return "http"
@@ -110,6 +111,8 @@ class GatewayServer:
         tls = self.server.tls
         if proto == "HTTPS" and tls is not None and tls.effective_mode in TERMINATING:
             return "https"
+        if proto == "TLS" and tls is not None and tls.effective_mode in TERMINATING:
+            return "tls-tcp"
         if proto in ("HTTPS", "TLS") and tls is not None and tls.effective_mode == "PASSTHROUGH":
             return "passthrough"
         return "unsupported"
@@ -512,16 +515,23 @@ def gateway_resources(
                 if problem is not None:
                     out.problems.append(f"{where}: {problem}; server skipped")
                     continue
+            if gs.kind == "tls-tcp":
+                # TLS terminated here, then the first fitting VirtualService `tcp` rule.
+                tcp_chain = _tcp_route_chain(snap, proxy, gs, clusters)
+                if tcp_chain is None:
+                    continue
+                chain = tcp_chain
+            else:
+                name = https_route_name(gs)
+                out.routes[name] = gateway_route_config(snap, proxy, name, [gs], clusters)
+                chain = _hcm_chain(proxy, port, name)
             claimed.update(sni)
             wildcard_taken = wildcard_taken or not sni
             out.secrets.update(secrets)
-            name = https_route_name(gs)
-            out.routes[name] = gateway_route_config(snap, proxy, name, [gs], clusters)
-            chain = _hcm_chain(proxy, port, name)
             chain.filter_chain_match.server_names.extend(sni)
             chain.transport_socket.name = TLS_TRANSPORT_SOCKET
             chain.transport_socket.typed_config.CopyFrom(
-                pack(downstream_tls_context(tls, http=True)))
+                pack(downstream_tls_context(tls, http=gs.kind == "https")))
             chains.append(chain)
         # Chains with SNI names first, the any-SNI chain last: Envoy picks the most
         # specific match regardless, but a stable order keeps the output deterministic.
