@@ -10,6 +10,8 @@ import http.client
 import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -121,6 +123,31 @@ class Mesh:
     def close(self) -> None:
         for p in reversed(self.procs):
             p.stop()
+
+
+def read_line(sock: socket.socket | ssl.SSLSocket) -> bytes:
+    """Bytes up to and including the first newline (or until the peer closes)."""
+    out = b""
+    while not out.endswith(b"\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def echo_line(port: int, line: bytes, ctx: ssl.SSLContext | None = None,
+              sni: str | None = None) -> tuple[bytes, bytes]:
+    """Send one line to 127.0.0.1:`port` (over TLS with `ctx`/`sni` if given) and return
+    the echoed line and, for TLS, the peer's certificate (DER)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock: socket.socket | ssl.SSLSocket = (
+        ctx.wrap_socket(raw, server_hostname=sni) if ctx is not None else raw)
+    with sock:
+        peer = (sock.getpeercert(binary_form=True) or b""
+                if isinstance(sock, ssl.SSLSocket) else b"")
+        sock.sendall(line)
+        return read_line(sock), peer
 
 
 def _http_ok(url: str) -> bool:

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import free_port
-from .mesh import Mesh, _http_ok, mesh, wait_for
+from .mesh import Mesh, _http_ok, echo_line, mesh, wait_for
 from .test_gateways import (
     GW_NS,
     HOST,
@@ -109,17 +108,7 @@ def echo_via_gateway(port: int, ca: Path, sni: str = SNI) -> tuple[bytes, bytes]
     """Straight to the gateway's port: a TLS handshake with `sni`, verified against the
     app's self-signed certificate; returns the echoed line and the peer certificate."""
     ctx = ssl.create_default_context(cafile=str(ca))
-    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    with ctx.wrap_socket(raw, server_hostname=sni) as tls:
-        peer = tls.getpeercert(binary_form=True) or b""
-        tls.sendall(b"hello passthrough\n")
-        out = b""
-        while not out.endswith(b"\n"):
-            chunk = tls.recv(4096)
-            if not chunk:
-                break
-            out += chunk
-    return out, peer
+    return echo_line(port, b"hello passthrough\n", ctx, sni)
 
 
 def test_passthrough_routes_by_sni_to_the_app_certificate(pgw: PassGw) -> None:
@@ -182,15 +171,7 @@ def test_optional_mutual_accepts_with_and_without_client_certificate(pgw: PassGw
 
 
 def tcp_echo(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"hello tcp\n")
-        out = b""
-        while not out.endswith(b"\n"):
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            out += chunk
-    return out
+    return echo_line(port, b"hello tcp\n")[0]
 
 
 def test_tcp_server_proxies_to_tcp_route(pgw: PassGw) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pytest
 
 from .conftest import free_port
-from .mesh import Mesh, _http_ok, mesh, wait_for
+from .mesh import Mesh, _http_ok, echo_line, mesh, wait_for
 from .test_gateway_passthrough import echo_workload, tcp_echo
 from .test_gateways import GW_NS, Certs, apply_docs, create_secret, der, doc
 
@@ -183,17 +183,7 @@ def test_cipher_suites_refuse_unlisted_cipher(tgw: TlsGw) -> None:
 
 
 def tls_echo(port: int, ctx: ssl.SSLContext) -> tuple[bytes, bytes]:
-    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    with ctx.wrap_socket(raw, server_hostname=A) as sock:
-        peer = sock.getpeercert(binary_form=True) or b""
-        sock.sendall(b"hello tls tcp\n")
-        out = b""
-        while not out.endswith(b"\n"):
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            out += chunk
-    return out, peer
+    return echo_line(port, b"hello tls tcp\n", ctx, A)
 
 
 def test_tls_terminated_tcp_to_tcp_route(tgw: TlsGw) -> None:

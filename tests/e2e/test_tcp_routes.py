@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from .conftest import free_port
-from .mesh import Mesh, _http_ok, mesh, wait_for
+from .mesh import Mesh, _http_ok, mesh, read_line, wait_for
 
 pytestmark = pytest.mark.e2e
 NS = "traffic-demo"
@@ -79,16 +79,6 @@ def connect(proxy_port: int, authority: str) -> socket.socket:
         raise TunnelRefused(status.decode(errors="replace"))
     assert head.endswith(b"\r\n\r\n"), head  # nothing of the tunnel read ahead
     return sock
-
-
-def read_line(sock: socket.socket | ssl.SSLSocket) -> bytes:
-    out = b""
-    while not out.endswith(b"\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        out += chunk
-    return out
 
 
 def tcp_version(proxy_port: int, authority: str = "tcp-echo:9000") -> str:
