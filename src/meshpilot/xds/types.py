@@ -30,6 +30,7 @@ SHORT_NAMES = {CLUSTER_TYPE: "CDS", ENDPOINT_TYPE: "EDS", LISTENER_TYPE: "LDS",
 ProxyKind = Literal["sidecar", "gateway"]
 XdsMode = Literal["delta", "sotw"]
 AppProtocol = Literal["http", "tcp"]
+AccessLogEncoding = Literal["TEXT", "JSON"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class ProxyInfo:
     maps a Gateway server port (80) to the port Envoy actually binds (8080).
     `access_log_path`: where Envoy writes its access log (Istio's default text format), on
     every listener; None means no access log, as Istio without `accessLogFile`.
+    `access_log_encoding`: Istio's meshConfig `accessLogEncoding`, TEXT (default) or JSON.
+    `workload`: the workload this proxy is one instance of (Istio's WORKLOAD_NAME, a
+    Deployment's name); metrics label source/destination_workload with it. Defaults to
+    `name`, so a single-instance sidecar needs nothing extra.
     """
 
     name: str
@@ -58,6 +63,12 @@ class ProxyInfo:
     xds_mode: XdsMode = "delta"
     app_protocol: AppProtocol = "http"
     access_log_path: str | None = None
+    access_log_encoding: AccessLogEncoding = "TEXT"
+    workload_name: str | None = None
+
+    @property
+    def workload(self) -> str:
+        return self.workload_name or self.name
 
     @property
     def id(self) -> str:
@@ -85,6 +96,10 @@ class ProxyInfo:
             meta["APP_PROTOCOL"] = self.app_protocol
         if self.access_log_path:  # absent means no access log: older bootstraps stay valid
             meta["ACCESS_LOG_PATH"] = self.access_log_path
+        if self.access_log_encoding != "TEXT":
+            meta["ACCESS_LOG_ENCODING"] = self.access_log_encoding
+        if self.workload_name:
+            meta["WORKLOAD_NAME"] = self.workload_name
         if self.port_map:
             meta["PORT_MAP"] = {str(k): str(v) for k, v in sorted(self.port_map.items())}
         return meta
@@ -113,6 +128,8 @@ class ProxyInfo:
             xds_mode="sotw" if mode == "sotw" else "delta",
             app_protocol="tcp" if meta.get("APP_PROTOCOL") == "tcp" else "http",
             access_log_path=str(meta.get("ACCESS_LOG_PATH") or "") or None,
+            access_log_encoding="JSON" if meta.get("ACCESS_LOG_ENCODING") == "JSON" else "TEXT",
+            workload_name=str(meta.get("WORKLOAD_NAME") or "") or None,
         )
 
 
