@@ -103,6 +103,8 @@ class Mesh:
             "--name", name,
         )
         wait_for(lambda: _http_ok(f"http://127.0.0.1:{admin_port}/ready"), 30, sidecar)
+        # Envoy can be ready before the app listens: the first request would be refused.
+        wait_for(lambda: _port_open(app_port), 30, sidecar)
         return app_port, sidecar
 
     def client(self, name: str = "test-client", namespace: str = "traffic-demo") -> int:
@@ -148,6 +150,12 @@ def echo_line(port: int, line: bytes, ctx: ssl.SSLContext | None = None,
                 if isinstance(sock, ssl.SSLSocket) else b"")
         sock.sendall(line)
         return read_line(sock), peer
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _http_ok(url: str) -> bool:

@@ -47,6 +47,24 @@ STATS_INCLUSIONS: tuple[dict[str, Any], ...] = (
     {"safe_regex": {"regex": rf"^cluster\..+\.({_CLUSTER_STATS})$"}},
 )
 
+# Envoy's default `envoy.cluster_name` tag takes one dot-separated token, which cuts
+# `outbound|80||a.ns.svc.cluster.local` at its first dot and leaves the rest in the metric
+# name. As Istio's bootstrap does, the default tags are replaced by Istio's list, so
+# Prometheus sees `envoy_cluster_upstream_rq_pending_overflow{cluster_name="outbound|80||
+# a.ns.svc.cluster.local"}`. cluster_name ends at the `;` of the clusters' alt_stat_name
+# (or at the first dot for static clusters such as xds_cluster).
+_DIGITS_OR_HEX = r"(?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*)"
+STATS_TAGS: tuple[dict[str, str], ...] = (
+    {"tag_name": "cluster_name", "regex": r"^cluster\.((.+?)(;\.|\.(?!.*;\.)))"},
+    {"tag_name": "tcp_prefix", "regex": r"^tcp\.((.*?)\.)\w+?$"},
+    {"tag_name": "response_code", "regex": r"_rq(_(\d{3}))$"},
+    {"tag_name": "response_code_class", "regex": r"_rq(_(\dxx))$"},
+    {"tag_name": "http_conn_manager_listener_prefix",
+     "regex": rf"^listener(?=\.).*?\.http\.(({_DIGITS_OR_HEX})\.)"},
+    {"tag_name": "http_conn_manager_prefix", "regex": rf"^http\.(({_DIGITS_OR_HEX})\.)"},
+    {"tag_name": "listener_address", "regex": rf"^listener\.(({_DIGITS_OR_HEX})\.)"},
+)
+
 
 def _is_ip(host: str) -> bool:
     try:
@@ -130,6 +148,8 @@ def build_bootstrap(
         },
         "static_resources": {"clusters": [_xds_cluster(xds_host, xds_port)]},
         "stats_config": {
+            "use_all_default_tags": False,
+            "stats_tags": [dict(t) for t in STATS_TAGS],
             "stats_matcher": {"inclusion_list": {"patterns": [dict(p) for p in STATS_INCLUSIONS]}},
         },
         # Traffic stats of a cluster are created on its first request, not when CDS lands.
