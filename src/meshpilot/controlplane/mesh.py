@@ -3,13 +3,15 @@
 Store commits trigger a debounced rebuild of the mesh snapshot; the xDS server then
 regenerates each connected proxy's resources from it and sends only what changed.
 The first snapshot is built before the xDS server answers anyone, so a restarted
-control plane never hands a reconnecting proxy a partial config.
+control plane never hands a reconnecting proxy a partial config. Other consumers of the
+snapshot (telemetry's workload index) subscribe with `on_rebuild`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from ..snapshot.mesh import MeshConfig, MeshSnapshot
 from ..store import SqliteStore
@@ -28,6 +30,11 @@ class MeshGenerator:
         self.snapshot: MeshSnapshot = MeshSnapshot.build([], 0, self.mesh)
         self._parsed: dict = {}  # typed configs reused across rebuilds
         self.build_seconds = 0.0
+        self._listeners: list[Callable[[MeshSnapshot], None]] = []
+
+    def on_rebuild(self, listener: Callable[[MeshSnapshot], None]) -> None:
+        """Call `listener(snapshot)` after every rebuild (in the rebuilding thread)."""
+        self._listeners.append(listener)
 
     def rebuild(self) -> MeshSnapshot:
         """Read the whole store at one revision and build the next snapshot."""
@@ -40,6 +47,11 @@ class MeshGenerator:
             if line not in self.snapshot.diagnostics:
                 log.warning("%s", line)
         self.snapshot = snapshot
+        for listener in self._listeners:
+            try:
+                listener(snapshot)
+            except Exception:
+                log.exception("snapshot listener %r failed", listener)
         log.info("mesh snapshot at revision %d built in %.1f ms (%d services)", revision,
                  self.build_seconds * 1000, len(snapshot.services))
         return snapshot

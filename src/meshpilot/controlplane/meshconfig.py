@@ -69,6 +69,21 @@ _SCALARS: dict[str, tuple[str, Parser]] = {
 }
 
 
+# The one metrics provider meshpilot has: Istio's standard metrics on the control plane's
+# /metrics (Istio's `prometheus` provider, which is also Istio's default).
+METRICS_PROVIDERS = ("prometheus",)
+
+
+def _metrics_enabled(path: Path, field: str, value: Any) -> bool:
+    """`defaultProviders.metrics`: [] turns Istio's standard metrics off, [prometheus] on."""
+    names = _string_list(path, field, value) if value != [] else ()
+    unknown = [n for n in names if n not in METRICS_PROVIDERS]
+    if unknown:
+        raise _fail(path, field, f"unsupported metrics provider {unknown[0]!r} (meshpilot "
+                                 f"serves {', '.join(METRICS_PROVIDERS)}; [] turns metrics off)")
+    return bool(names)
+
+
 def _unknown(path: Path, field: str, known: list[str]) -> MeshConfigError:
     return _fail(path, field, "unknown or unsupported MeshConfig field (meshpilot supports: "
                               f"{', '.join(sorted(known))})")
@@ -87,11 +102,20 @@ def mesh_config_from_mapping(path: Path, data: Mapping[str, Any],
                 if sub != "mode":
                     raise _unknown(path, f"{key}.{sub}", [f"{key}.mode"])
                 changes["outbound_traffic_policy"] = _mode(path, f"{key}.mode", sub_value)
+        elif key == "defaultProviders":
+            if not isinstance(value, Mapping):
+                raise _fail(path, key, f"expected a mapping such as {{metrics: []}}, "
+                                       f"got {value!r}")
+            for sub, sub_value in value.items():
+                if sub != "metrics":
+                    raise _unknown(path, f"{key}.{sub}", [f"{key}.metrics"])
+                changes["metrics_enabled"] = _metrics_enabled(path, f"{key}.{sub}", sub_value)
         elif key in _SCALARS:
             attr, parse = _SCALARS[key]
             changes[attr] = parse(path, key, value)
         else:
-            raise _unknown(path, str(key), ["outboundTrafficPolicy", *_SCALARS])
+            raise _unknown(path, str(key), ["outboundTrafficPolicy", "defaultProviders",
+                                            *_SCALARS])
     return dataclasses.replace(base or MeshConfig(), **changes)
 
 

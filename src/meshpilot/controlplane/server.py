@@ -5,6 +5,9 @@ Everything is passed in through `Settings`, so tests can run several control pla
 side by side. Start-up order matters: the store is read and a complete snapshot is
 built before the xDS server answers any proxy, so a restarted control plane never
 sends a reconnecting Envoy a partial config.
+
+Telemetry rides along: the proxies' access-log streams arrive on the xDS port, the
+collector follows each mesh snapshot, and the API serves `/metrics`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from aiohttp import web
 
 from ..snapshot.mesh import MeshConfig
 from ..store import SqliteStore
+from ..telemetry import AccessLogServicer, TelemetryCollector
+from ..telemetry import register as register_als
+from ..telemetry.model import DEFAULT_CLUSTER_ID
 from ..web.app import create_app
 from ..xds.debounce import Debouncer
 from ..xds.server import XdsServer
@@ -56,6 +62,7 @@ class Settings:
     debounce_after: float = 0.1  # Istio's PILOT_DEBOUNCE_AFTER
     debounce_max: float = 10.0  # Istio's PILOT_DEBOUNCE_MAX
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    cluster_id: str = DEFAULT_CLUSTER_ID  # source_cluster/destination_cluster in metrics
 
 
 class StateDirBusy(RuntimeError):
@@ -74,6 +81,7 @@ class ControlPlane:
         self.generator: MeshGenerator | None = None
         self.xds: XdsServer | None = None
         self.debouncer: Debouncer | None = None
+        self.telemetry = TelemetryCollector(settings.cluster_id)
 
     @property
     def api_url(self) -> str:
@@ -113,13 +121,17 @@ class ControlPlane:
     async def _start_xds(self, store: SqliteStore) -> None:
         loop = asyncio.get_running_loop()
         generator = MeshGenerator(store, self.settings.mesh)
+        generator.on_rebuild(self.telemetry.update_mesh)
         debouncer = Debouncer(self._on_changes, quiet=self.settings.debounce_after,
                               max_delay=self.settings.debounce_max)
         # Subscribe before the first build, so no commit falls between the two.
         self._unsubscribe = store.subscribe(
             lambda events: loop.call_soon_threadsafe(debouncer.trigger, "config"))
         await asyncio.to_thread(generator.rebuild)
-        xds = XdsServer(generator, token=self._xds_token())
+        xds = XdsServer(generator, token=self._xds_token(), hooks=self.telemetry.hooks)
+        als = AccessLogServicer(self.telemetry, check=xds.check_stream,
+                                identify=xds.identify_node)
+        xds.add_service(lambda server: register_als(server, als))
         self.xds_port = await xds.start(self.settings.xds_host, self.settings.xds_port)
         self.generator, self.xds, self.debouncer = generator, xds, debouncer
         xds.set_ready()
@@ -136,7 +148,8 @@ class ControlPlane:
         store = self.open_store()
         await self._start_xds(store)
         info = {"xds": {"host": self.settings.xds_host, "port": self.xds_port}}
-        app = create_app(store, info=info, proxy_status=self._proxy_status)
+        app = create_app(store, info=info, proxy_status=self._proxy_status,
+                         telemetry=self.telemetry)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.api_host, self.settings.api_port)

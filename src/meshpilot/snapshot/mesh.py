@@ -62,6 +62,9 @@ class MeshConfig:
     default_virtual_service_export_to: tuple[str, ...] = (PUBLIC,)
     default_destination_rule_export_to: tuple[str, ...] = (PUBLIC,)
     default_service_export_to: tuple[str, ...] = (PUBLIC,)
+    # MeshConfig defaultProviders.metrics: Istio's standard metrics on (["prometheus"], the
+    # default) or off ([]): off, proxies stream no access-log entries to the control plane.
+    metrics_enabled: bool = True
 
 
 def build_subset_key(port: int, subset: str, host: str, direction: str = "outbound") -> str:

@@ -22,6 +22,10 @@ from ..api.labels import Selector, parse_selector
 from ..api.resource import Resource
 from ..controlplane.apply import apply_documents, delete_documents, documents_from_json
 from ..store import AlreadyExists, Conflict, Gone, NotFound, SqliteStore, StoreError, WatchEvent
+from ..telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..telemetry import TelemetryCollector
+from ..telemetry import render as render_metrics
+from .prometheus_sd import prometheus_targets
 from .status import error
 from .watch import CLOSED, WatchHub
 
@@ -31,6 +35,7 @@ STORE: web.AppKey[SqliteStore] = web.AppKey("store", SqliteStore)
 HUB: web.AppKey[WatchHub] = web.AppKey("hub", WatchHub)
 INFO: web.AppKey[dict] = web.AppKey("info", dict)
 PROXIES: web.AppKey[Callable[[], dict]] = web.AppKey("proxies")
+TELEMETRY: web.AppKey[TelemetryCollector] = web.AppKey("telemetry", TelemetryCollector)
 MESHPILOT_API = "/apis/meshpilot.io/v1"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -310,19 +315,69 @@ async def proxies(request: web.Request) -> web.Response:
     return web.json_response(source() if source else {"items": []})
 
 
+def _telemetry(request: web.Request) -> TelemetryCollector:
+    collector = request.app.get(TELEMETRY)
+    if collector is None:
+        raise HTTPProblem(404, "this server collects no telemetry")
+    return collector
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Istio's standard metrics (and the access-log pipeline's health) for Prometheus."""
+    body = render_metrics(_telemetry(request))
+    return web.Response(body=body.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+def _query_number(request: web.Request, name: str, default: float, low: float,
+                  high: float) -> float:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise HTTPProblem(400, f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise HTTPProblem(400, f"{name}={raw} must be between {low:g} and {high:g}")
+    return value
+
+
+async def telemetry_window(request: web.Request) -> web.Response:
+    """Recent requests to one service (optionally one version): count, non-5xx success
+    rate and a latency quantile, over the last `seconds` (the canary analysis inputs)."""
+    collector = _telemetry(request)
+    service = request.query.get("service", "")
+    if not service:
+        raise HTTPProblem(400, "query parameter 'service' (destination_service_name) is "
+                               "required")
+    reporter = request.query.get("reporter", "destination")
+    if reporter not in ("source", "destination"):
+        raise HTTPProblem(400, f"reporter={reporter!r} must be 'source' or 'destination'")
+    summary = collector.window.summary(
+        service, version=request.query.get("version") or None,
+        namespace=request.query.get("namespace") or None, reporter=reporter,
+        seconds=int(_query_number(request, "seconds", 60, 1, 600)),
+        quantile=_query_number(request, "quantile", 0.99, 0, 1))
+    return web.json_response(summary.to_dict())
+
+
 async def version(request: web.Request) -> web.Response:
     return web.json_response({"meshpilot": __version__, "revision": _store(request).revision})
 
 
 def create_app(store: SqliteStore, info: dict | None = None,
-               proxy_status: Callable[[], dict] | None = None) -> web.Application:
+               proxy_status: Callable[[], dict] | None = None,
+               telemetry: TelemetryCollector | None = None) -> web.Application:
     """`info` is served at /apis/meshpilot.io/v1/controlplane (the xDS address...);
-    `proxy_status` at /apis/meshpilot.io/v1/proxies."""
+    `proxy_status` at /apis/meshpilot.io/v1/proxies; `telemetry` at /metrics and
+    /apis/meshpilot.io/v1/telemetry/window."""
     app = web.Application(middlewares=[_errors], client_max_size=16 * 1024 * 1024)
     app[STORE] = store
     app[INFO] = info if info is not None else {}
     if proxy_status is not None:
         app[PROXIES] = proxy_status
+    if telemetry is not None:
+        app[TELEMETRY] = telemetry
 
     async def start_hub(app: web.Application) -> None:
         app[HUB] = WatchHub(store, asyncio.get_running_loop())
@@ -340,6 +395,9 @@ def create_app(store: SqliteStore, info: dict | None = None,
     r.add_post(f"{MESHPILOT_API}/delete", delete_batch)
     r.add_get(f"{MESHPILOT_API}/controlplane", controlplane_info)
     r.add_get(f"{MESHPILOT_API}/proxies", proxies)
+    r.add_get(f"{MESHPILOT_API}/prometheus/targets", prometheus_targets)
+    r.add_get("/metrics", metrics)
+    r.add_get(f"{MESHPILOT_API}/telemetry/window", telemetry_window)
     r.add_get("/api/v1/namespaces", list_namespaces)
     for root in ("/apis/{group}/{version}", "/api/{version}"):
         coll = root + "/namespaces/{namespace}/{plural}"

@@ -4,6 +4,10 @@ Each stream gets a session (SotW or delta) and an outbound queue. Requests go th
 session on the event loop; `push()` regenerates each connected proxy's resources, refuses
 inconsistent ones, and hands the new snapshot to its sessions. Everything that mutates
 session state runs on the loop thread, so no locks are needed.
+
+Other gRPC services the proxies talk to (the access-log service for telemetry) share this
+server and port: `add_service` registers them before `start`, and `check_stream` /
+`identify_node` give them the same authentication and node identification as ADS.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import grpc
@@ -83,6 +88,14 @@ def _is_loopback(peer: str) -> bool:
     return False
 
 
+def _peer_host(peer: str) -> str:
+    """`ipv4:10.0.0.5:4321` -> `10.0.0.5`, `ipv6:[::1]:4321` -> `::1` (gRPC peer strings)."""
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return ""
+    return rest.rsplit(":", 1)[0].strip("[]")
+
+
 class _Abort(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
@@ -107,7 +120,15 @@ class XdsServer:
         self._snapshots: dict[str, Snapshot] = {}
         self._errors: dict[str, tuple[str, float]] = {}
         self._ids = itertools.count(1)
+        self._services: list[Callable[[grpc.aio.Server], None]] = []
         self.port: int | None = None
+
+    def add_service(self, register: Callable[[grpc.aio.Server], None]) -> None:
+        """Serve another gRPC service on the xDS port: `register(server)` is called with
+        the grpc.aio server at `start` (e.g. `lambda s: add_XServicer_to_server(x, s)`)."""
+        if self._server is not None:
+            raise RuntimeError("add_service must be called before start()")
+        self._services.append(register)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -123,6 +144,8 @@ class XdsServer:
             ("grpc.keepalive_permit_without_calls", 1),
         ])
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
+        for register in self._services:
+            register(server)
         try:
             bound = server.add_insecure_port(f"{host}:{port}")
         except RuntimeError as e:
@@ -277,6 +300,32 @@ class XdsServer:
         raise _Abort(grpc.StatusCode.UNAUTHENTICATED,
                      "xDS stream from a non-loopback peer needs gRPC metadata "
                      "'authorization: Bearer <token>'")
+
+    def check_stream(self, peer: str, metadata: Sequence[tuple[str, Any]],
+                     node_id: str | None = None) -> str | None:
+        """For other services on this port: None if a stream from `peer` is allowed, else
+        why not. ADS's rule (loopback, or the bearer token), plus one for proxies whose
+        other streams cannot carry the token (Envoy's access-log streams only send what
+        their xDS-delivered config says, and the token must not travel in xDS): `node_id`
+        has an authenticated ADS stream open from the same host."""
+        try:
+            self._authenticate(peer, metadata)
+        except _Abort as e:
+            host = _peer_host(peer)
+            if node_id is not None and host and any(
+                    c.proxy.id == node_id and _peer_host(c.peer) == host
+                    for c in self._conns.values()):
+                return None
+            return e.message
+        return None
+
+    def identify_node(self, node: Any) -> ProxyInfo:
+        """The ProxyInfo in an Envoy `Node` (as ADS identifies it); ValueError if the node
+        carries no valid meshpilot metadata."""
+        try:
+            return self._identify(SimpleNamespace(node=node))
+        except _Abort as e:
+            raise ValueError(e.message) from None
 
     def _identify(self, first: Any) -> ProxyInfo:
         node = first.node

@@ -148,6 +148,10 @@ def test_hcm_filter_order_is_istios() -> None:
         hcm = hcm_pb2.HttpConnectionManager()
         listener.filter_chains[0].filters[0].typed_config.Unpack(hcm)  # type: ignore[attr-defined]
         names = [f.name for f in hcm.http_filters]
+        # Like Istio's metadata-exchange filter, the inbound peer-id filter comes first.
+        if listener.name == "virtualInbound":
+            assert names[0] == "envoy.filters.http.header_to_metadata"
+            names = names[1:]
         assert names[:2] == [FAULT_FILTER, CORS_FILTER] and names[-1].endswith("router")
 
 

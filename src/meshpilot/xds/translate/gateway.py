@@ -30,6 +30,11 @@ so that what users know from an ingress gateway holds here:
   out (the rest of the gateway keeps working): a listener that named a missing secret
   would never warm, and the xDS cache refuses to ship one anyway.
 
+Telemetry (telemetry.py): every HCM and tcp_proxy streams its entries to the control
+plane's access-log service (a gateway reports as `source`, as Istio's gateways do), and
+every route configuration stamps the gateway's node id on the requests it forwards, so
+the destination sidecar knows its peer.
+
 Everything here is pure and ordered, like the rest of the translator.
 """
 
@@ -53,7 +58,7 @@ from ...api.hosts import resolve_short_name
 from ...api.virtualservice import RouteDestination, VirtualService, host_subset_of
 from ...snapshot import Config, MeshSnapshot
 from ..types import ProxyInfo
-from .accesslog import access_logs
+from .accesslog import proxy_access_logs
 from .common import (
     BLACKHOLE_CLUSTER,
     HCM_FILTER,
@@ -66,6 +71,7 @@ from .common import (
 from .listeners import http_connection_manager
 from .routes import RouteContext, is_catch_all, qualified_gateway_names, virtual_service_routes
 from .tcproutes import TCP_IDLE_TIMEOUT
+from .telemetry import add_tcp_telemetry, log_name_for, stamp_peer_id
 from .tls import TLS_TRANSPORT_SOCKET, _san_matchers
 
 TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
@@ -242,11 +248,13 @@ def gateway_route_config(
             del vhost.routes[:]
             vhost.routes.extend(ordered)
             out_vhosts.append(vhost)
-    return route_pb2.RouteConfiguration(
+    out = route_pb2.RouteConfiguration(
         name=name, virtual_hosts=out_vhosts,
         validate_clusters=wrappers_pb2.BoolValue(value=False),
         ignore_port_in_host_matching=True,
     )
+    stamp_peer_id(out, proxy, snap.mesh)
+    return out
 
 
 # --- TLS ------------------------------------------------------------------------------------
@@ -348,9 +356,12 @@ def downstream_tls_context(tls: ServerTLSSettings, *, http: bool) -> tls_pb2.Dow
 # --- listeners ------------------------------------------------------------------------------
 
 
-def _hcm_chain(proxy: ProxyInfo, port: int, route_name: str) -> listener_components_pb2.FilterChain:
+def _hcm_chain(snap: MeshSnapshot, proxy: ProxyInfo, port: int, route_name: str) -> (
+    listener_components_pb2.FilterChain
+):
     hcm = http_connection_manager(f"outbound_0.0.0.0_{port}", route_name, passthrough=False,
-                                  access_log_path=proxy.access_log_path)
+                                  file_logs=proxy_access_logs(proxy),
+                                  als_log_name=log_name_for(proxy, snap.mesh, inbound=False))
     # The gateway is the edge: the client's address is the remote peer (Istio sets this
     # for gateways), so X-Forwarded-For is appended rather than trusted.
     hcm.use_remote_address.value = True
@@ -376,13 +387,14 @@ def _tcp_proxy_chain(
 
     live = [d for d in destinations if d.weight or len(destinations) == 1]
     tcp = tcp_proxy_pb2.TcpProxy(idle_timeout=duration(TCP_IDLE_TIMEOUT),
-                                 access_log=access_logs(proxy.access_log_path))
+                                 access_log=proxy_access_logs(proxy))
     if len(live) == 1:
         tcp.cluster = cluster_of(live[0])
     else:
         for d in live:
             tcp.weighted_clusters.clusters.add(name=cluster_of(d), weight=d.weight)
     tcp.stat_prefix = tcp.cluster or f"{cfg.name}.{cfg.namespace}"
+    add_tcp_telemetry(tcp, log_name_for(proxy, snap.mesh, inbound=False))
     chain = listener_components_pb2.FilterChain(filters=[listener_components_pb2.Filter(
         name=TCP_PROXY_FILTER, typed_config=pack(tcp))])
     chain.filter_chain_match.server_names.extend(sni)
@@ -481,7 +493,7 @@ def gateway_resources(
         if group[0].kind == "http":
             name = f"http.{port}"
             out.routes[name] = gateway_route_config(snap, proxy, name, group, clusters)
-            listener = _listener(proxy, port, [_hcm_chain(proxy, port, name)])
+            listener = _listener(proxy, port, [_hcm_chain(snap, proxy, port, name)])
             out.listeners[listener.name] = listener
             continue
         if group[0].kind == "tcp":
@@ -524,7 +536,7 @@ def gateway_resources(
             else:
                 name = https_route_name(gs)
                 out.routes[name] = gateway_route_config(snap, proxy, name, [gs], clusters)
-                chain = _hcm_chain(proxy, port, name)
+                chain = _hcm_chain(snap, proxy, port, name)
             claimed.update(sni)
             wildcard_taken = wildcard_taken or not sni
             out.secrets.update(secrets)

@@ -9,6 +9,10 @@ Non-HTTP ports (TCP, TLS, HTTPS...) get a virtual host too, with `name:<port>` d
 only: clients reach them with `CONNECT name:<port>`, which always names the port, and its
 routes tunnel the bytes (tcproutes.py). The final `*` vhost also answers CONNECT for
 hosts the mesh does not know, per outbound traffic policy.
+
+Every outbound request carries this proxy's node id to the next hop
+(`x-envoy-peer-metadata-id`, telemetry.py), so the server side can label its metrics
+with the client workload.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from .common import ALLOW_ANY, BLACKHOLE_CLUSTER, BLOCK_ALL, PASSTHROUGH_CLUSTER
 from .hashing import apply_service_hash
 from .routes import RouteContext, default_route, inbound_route, set_timeout, virtual_service_routes
 from .tcproutes import connect_route, opaque_port_routes
+from .telemetry import stamp_peer_id
 
 HTTP_DEFAULT_PORT = 80
 
@@ -135,11 +140,13 @@ def outbound_route_config(
             ))
     vhosts.sort(key=lambda v: v.name)
     vhosts.append(_catch_all(snap, clusters))
-    return route_pb2.RouteConfiguration(
+    out = route_pb2.RouteConfiguration(
         name=outbound_route_config_name(proxy),
         virtual_hosts=vhosts,
         validate_clusters=wrappers_pb2.BoolValue(value=False),
     )
+    stamp_peer_id(out, proxy, snap.mesh)
+    return out
 
 
 def inbound_route_config(app_port: int, cluster: str) -> route_pb2.RouteConfiguration:

@@ -66,19 +66,19 @@ def translate(snapshot: MeshSnapshot, proxy: ProxyInfo) -> ProxyResources:
             inbound = inbound_cluster(snapshot, proxy.app_port)
             clusters[inbound.name] = inbound
             if proxy.app_protocol == "tcp":
-                listener = inbound_tcp_listener(proxy, inbound.name)
+                listener = inbound_tcp_listener(proxy, inbound.name, snapshot.mesh)
             else:
                 rc_name = inbound_route_config_name(proxy.app_port)
                 routes[rc_name] = inbound_route_config(proxy.app_port,
                                                        inbound_cluster_name(proxy.app_port))
-                listener = inbound_listener(proxy, rc_name, proxy.app_port)
+                listener = inbound_listener(proxy, rc_name, proxy.app_port, snapshot.mesh)
             listeners[listener.name] = listener
         if proxy.outbound_port is not None:
             rc_name = outbound_route_config_name(proxy)
             routes[rc_name] = outbound_route_config(snapshot, proxy, clusters.keys())
             # The DFP filter also serves resolution-NONE ServiceEntry clusters.
             dfp = passthrough or any(is_dynamic_forward_proxy(c) for c in clusters.values())
-            listener = outbound_listener(proxy, rc_name, passthrough=dfp)
+            listener = outbound_listener(proxy, rc_name, passthrough=dfp, mesh=snapshot.mesh)
             listeners[listener.name] = listener
 
     if proxy.kind == "gateway":
