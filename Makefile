@@ -11,10 +11,11 @@ $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "meshpilot needs Python 3.11 or newer (found %s); set PYTHON=python3.x" % sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(BIN)/python pyproject.toml
+$(STAMP): $(BIN)/python pyproject.toml tools/fetch-prometheus
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@$(BIN)/python -c 'import meshpilot.proxy.envoy as e; print("envoy:", e.envoy_version())' 2>/dev/null || true
+	@tools/fetch-prometheus $(VENV)/tools/prometheus  # best-effort: real-PromQL tests skip without it
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -11,7 +11,10 @@ from collections.abc import Sequence
 
 from .. import __version__
 from . import commands
+from .analyze_command import add_analyze_command
 from .create_command import add_create_command
+from .dashboard_command import add_dashboard_command
+from .diagnostics import add_diagnostics_commands
 from .load_command import add_load_command
 from .proxy_commands import add_proxy_commands
 
@@ -117,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_proxy_commands(sub)  # sidecar, gateway, demo-app
     add_load_command(sub)  # load (fortio-style)
     add_create_command(sub)  # create secret tls
+    add_analyze_command(sub)  # analyze (istioctl analyze)
+    add_diagnostics_commands(sub)  # proxy-status, proxy-config, logs, stats, describe
+    add_dashboard_command(sub)  # dashboard grafana
     return parser
 
 

@@ -47,6 +47,14 @@ def _common(p: argparse.ArgumentParser, concurrency: int) -> None:
     p.add_argument("--server", metavar="URL",
                    help="control plane API address (default: $MESHPILOT_SERVER or "
                         "http://127.0.0.1:15014)")
+    p.add_argument("--workload", metavar="NAME",
+                   help="workload this proxy is one instance of (Istio's WORKLOAD_NAME, a "
+                        "Deployment's name; metrics label source/destination_workload with "
+                        "it; default: --name)")
+    p.add_argument("--access-log-encoding", type=str.upper, choices=["TEXT", "JSON"],
+                   default="TEXT",
+                   help="access log lines in Istio's text format (default) or as JSON "
+                        "objects with Istio's keys (meshConfig accessLogEncoding)")
 
 
 def add_proxy_commands(sub: argparse._SubParsersAction) -> None:
@@ -113,7 +121,8 @@ def sidecar(args: argparse.Namespace) -> int:
             xds_address=args.xds_address, envoy=args.envoy, state_dir=_state(args),
             server=args.server, concurrency=args.concurrency, log_level=args.log_level,
             ready_timeout=args.ready_timeout, command=command,
-            app_protocol=args.app_protocol)
+            app_protocol=args.app_protocol, access_log_encoding=args.access_log_encoding,
+            workload=args.workload)
         return run_sidecar(opts)
     except ValueError as e:
         _err(f"error: {e}")
@@ -132,7 +141,8 @@ def gateway(args: argparse.Namespace) -> int:
             admin_port=args.admin_port, address=args.address, xds_mode=args.xds,
             xds_address=args.xds_address, envoy=args.envoy, state_dir=_state(args),
             server=args.server, concurrency=args.concurrency, log_level=args.log_level,
-            ready_timeout=args.ready_timeout)
+            ready_timeout=args.ready_timeout, access_log_encoding=args.access_log_encoding,
+            workload=args.workload)
         return run_gateway(opts)
     except ValueError as e:
         _err(f"error: {e}")

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..xds.types import ProxyInfo, XdsMode
+from ..xds.types import AccessLogEncoding, ProxyInfo, XdsMode
 from .ports import free_port
 from .registration import ANNOTATION_PREFIX
-from .supervisor import ProxyRun, default_state_dir, run_proxy
+from .supervisor import ProxyRun, default_state_dir, identity_annotations, run_proxy
 
 DEFAULT_PORT_MAP = "80:8080,443:8443"
 
@@ -65,6 +65,8 @@ class GatewayOptions:
     concurrency: int = 2
     log_level: str = "info"
     ready_timeout: float = 30.0
+    access_log_encoding: AccessLogEncoding = "TEXT"  # Istio's meshConfig accessLogEncoding
+    workload: str | None = None  # Istio's WORKLOAD_NAME (a Deployment); None: the name
 
 
 def gateway_run(opts: GatewayOptions) -> ProxyRun:
@@ -73,7 +75,9 @@ def gateway_run(opts: GatewayOptions) -> ProxyRun:
         raise ValueError(f"--admin-port {admin} is also a --port-map bind port")
     info = ProxyInfo(name=opts.name, namespace=opts.namespace, kind="gateway",
                      labels=dict(opts.labels), address=opts.address, outbound_port=None,
-                     port_map=dict(opts.port_map), xds_mode=opts.xds_mode)
+                     port_map=dict(opts.port_map), xds_mode=opts.xds_mode,
+                     access_log_encoding=opts.access_log_encoding,
+                     workload_name=opts.workload or None)
     mapping = ",".join(f"{k}:{v}" for k, v in sorted(opts.port_map.items()))
     return ProxyRun(
         info=info, admin_port=admin, state_dir=opts.state_dir or default_state_dir(),
@@ -81,7 +85,7 @@ def gateway_run(opts: GatewayOptions) -> ProxyRun:
         log_level=opts.log_level, xds_address=opts.xds_address,
         ready_timeout=opts.ready_timeout,
         we_ports={f"port-{k}": v for k, v in sorted(opts.port_map.items())},
-        annotations={ANNOTATION_PREFIX + "port-map": mapping},
+        annotations={ANNOTATION_PREFIX + "port-map": mapping, **identity_annotations(info)},
     )
 
 

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..xds.types import AppProtocol, ProxyInfo, XdsMode
+from ..xds.types import AccessLogEncoding, AppProtocol, ProxyInfo, XdsMode
 from .ports import free_port, port_is_free
 from .registration import ANNOTATION_PREFIX
-from .supervisor import ProxyRun, default_state_dir, run_proxy
+from .supervisor import ProxyRun, default_state_dir, identity_annotations, run_proxy
 
 DEFAULT_OUTBOUND_PORT = 15001
 
@@ -40,6 +40,8 @@ class SidecarOptions:
     ready_timeout: float = 30.0
     command: Sequence[str] = ()
     app_protocol: AppProtocol = "http"  # tcp: inbound tcp_proxy instead of HTTP routing
+    access_log_encoding: AccessLogEncoding = "TEXT"  # Istio's meshConfig accessLogEncoding
+    workload: str | None = None  # Istio's WORKLOAD_NAME (a Deployment); None: the name
 
 
 def app_environment(opts: SidecarOptions, outbound_port: int) -> dict[str, str]:
@@ -75,7 +77,9 @@ def sidecar_run(opts: SidecarOptions) -> ProxyRun:
     info = ProxyInfo(name=opts.name, namespace=opts.namespace, kind="sidecar",
                      labels=dict(opts.labels), address=opts.address, inbound_port=inbound,
                      app_port=opts.app_port, outbound_port=outbound, xds_mode=opts.xds_mode,
-                     app_protocol=opts.app_protocol)
+                     app_protocol=opts.app_protocol,
+                     access_log_encoding=opts.access_log_encoding,
+                     workload_name=opts.workload or None)
     return ProxyRun(
         info=info, admin_port=admin, state_dir=opts.state_dir or default_state_dir(),
         server=opts.server, envoy=opts.envoy, concurrency=opts.concurrency,
@@ -84,7 +88,8 @@ def sidecar_run(opts: SidecarOptions) -> ProxyRun:
         annotations={ANNOTATION_PREFIX + "inbound-port": str(inbound),
                      ANNOTATION_PREFIX + "outbound-port": str(outbound),
                      ANNOTATION_PREFIX + "app-port": str(opts.app_port),
-                     ANNOTATION_PREFIX + "app-protocol": opts.app_protocol},
+                     ANNOTATION_PREFIX + "app-protocol": opts.app_protocol,
+                     **identity_annotations(info)},
         service_account=opts.service_account, app_argv=list(opts.command),
         app_env=app_environment(opts, outbound),
     )

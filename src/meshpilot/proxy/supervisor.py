@@ -52,6 +52,13 @@ def parse_labels(text: str | None) -> dict[str, str]:
     return labels
 
 
+def identity_annotations(info: ProxyInfo) -> dict[str, str]:
+    """WorkloadEntry annotations for the workload name and access-log encoding, so
+    diagnostics (`meshpilot logs`, `describe`) can tell without reading the bootstrap."""
+    return {ANNOTATION_PREFIX + "workload": info.workload,
+            ANNOTATION_PREFIX + "access-log-encoding": info.access_log_encoding}
+
+
 @dataclass
 class ProxyRun:
     """Everything one supervised proxy needs. `app_argv` empty: no app (gateways)."""
