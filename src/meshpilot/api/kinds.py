@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 ISTIO_NETWORKING = "networking.istio.io"
 ISTIO_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+MESHPILOT_GROUP = "meshpilot.io"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,10 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("Service", "", ("v1",), "services", ("svc",), "meshpilot.api.core:Service"),
     KindInfo("Secret", "", ("v1",), "secrets", (), "meshpilot.api.core:SecretBody",
              body_key=None),
+    # meshpilot's own: progressive delivery (rollout/). Only `spec` is validated; the
+    # controller writes `status` through the store's status subresource.
+    KindInfo("Canary", MESHPILOT_GROUP, ("v1alpha1",), "canaries", ("canary", "cn"),
+             "meshpilot.api.canary:CanarySpec"),
 )  # fmt: skip
 
 # Istio kinds users may reasonably send that meshpilot does not act on yet.

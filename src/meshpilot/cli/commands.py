@@ -230,6 +230,11 @@ def delete(args: argparse.Namespace) -> int:
         for r in report["results"]:
             print(f'{r["resource"]} "{r["name"]}" deleted')
         return 0
+    if args.kind and args.kind.lower() in ("namespace", "namespaces", "ns"):
+        # kubectl's cleanup: every object of the namespace, and its processes here.
+        from .down_command import delete_namespaces
+
+        return delete_namespaces(args)
     if not args.kind or not args.names:
         err("error: give -f PATH, or KIND and at least one NAME (e.g. delete vs sample-app)")
         return 1

@@ -12,11 +12,16 @@ from collections.abc import Sequence
 from .. import __version__
 from . import commands
 from .analyze_command import add_analyze_command
+from .canary_command import add_canary_command
 from .create_command import add_create_command
+from .curl_command import add_curl_command
 from .dashboard_command import add_dashboard_command
 from .diagnostics import add_diagnostics_commands
+from .down_command import add_down_command, add_namespace_delete_options
 from .load_command import add_load_command
 from .proxy_commands import add_proxy_commands
+from .query_command import add_query_command
+from .run_command import add_run_command
 
 
 def _server(p: argparse.ArgumentParser) -> None:
@@ -97,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _namespace(delete)
     delete.add_argument("--ignore-not-found", action="store_true")
     _server(delete)
+    add_namespace_delete_options(delete)  # delete namespace NS [--wait] [--timeout S]
     delete.set_defaults(func=commands.delete)
 
     validate = sub.add_parser("validate", help="check manifests offline (no server needed)")
@@ -123,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_analyze_command(sub)  # analyze (istioctl analyze)
     add_diagnostics_commands(sub)  # proxy-status, proxy-config, logs, stats, describe
     add_dashboard_command(sub)  # dashboard grafana
+    add_query_command(sub)  # query PROMQL (Prometheus's instant query, no Prometheus)
+    add_run_command(sub)  # run NAME --replicas N (a Deployment, standalone)
+    add_curl_command(sub)  # curl URL (kubectl run ... curlimages/curl)
+    add_down_command(sub)  # down: stop everything `up` started on this machine
+    add_canary_command(sub)  # canary get/promote/abort/... (progressive delivery)
     return parser
 
 

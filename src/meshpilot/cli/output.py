@@ -62,6 +62,25 @@ def _selector(obj: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in sel.items()) or "<none>"
 
 
+def _status(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj.get("status") or {}
+
+
+def _canary_weight(obj: dict[str, Any]) -> str:
+    """The canary's share of the default route; blank until the controller wrote status."""
+    weight = _status(obj).get("canaryWeight")
+    return "" if weight is None else str(weight)
+
+
+def _canary_step_weights(obj: dict[str, Any]) -> str:
+    spec = _spec(obj)
+    if spec.get("stepWeights"):
+        return ",".join(str(w) for w in spec["stepWeights"])
+    if spec.get("steps"):
+        return ",".join(str(s["setWeight"]) for s in spec["steps"] if "setWeight" in s)
+    return str(spec.get("stepWeight", ""))
+
+
 # Per-kind columns after NAME, like Istio's CRD printer columns and kubectl's built-ins.
 COLUMNS: dict[str, list[tuple[str, Row]]] = {
     "VirtualService": [
@@ -85,8 +104,25 @@ COLUMNS: dict[str, list[tuple[str, Row]]] = {
         ("TYPE", lambda o: str(o.get("type", "Opaque"))),
         ("DATA", lambda o: str(len(o.get("data") or {}))),
     ],
+    # Flagger's printer columns for `kubectl get canaries` (status is the controller's).
+    "Canary": [
+        ("STATUS", lambda o: str(_status(o).get("phase", ""))),
+        ("WEIGHT", _canary_weight),
+        ("LASTTRANSITIONTIME", lambda o: str(_status(o).get("lastTransitionTime", ""))),
+    ],
 }
-WIDE: dict[str, list[tuple[str, Row]]] = {"Service": [("SELECTOR", _selector)]}
+WIDE: dict[str, list[tuple[str, Row]]] = {
+    "Service": [("SELECTOR", _selector)],
+    "Canary": [
+        ("HOST", lambda o: str(_spec(o).get("host", ""))),
+        ("FAILEDCHECKS", lambda o: str(_status(o).get("failedChecks", ""))),
+        ("INTERVAL", lambda o: str((_spec(o).get("analysis") or {}).get("interval", "1m"))),
+        ("STEPWEIGHTS", _canary_step_weights),
+        ("MAXWEIGHT", lambda o: str(_spec(o).get("maxWeight", ""))),
+        ("VIRTUALSERVICE", lambda o: str(_status(o).get("virtualService")
+                                         or _spec(o).get("virtualService", ""))),
+    ],
+}
 
 
 def _labels(obj: dict[str, Any]) -> str:

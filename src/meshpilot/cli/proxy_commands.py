@@ -98,6 +98,8 @@ def add_proxy_commands(sub: argparse._SubParsersAction) -> None:
                       help="Server header (default nginx/1.21 for v1, nginx/1.22 for v2)")
     demo.add_argument("--status", type=int, default=200, metavar="CODE",
                       help="answer plain paths with CODE, e.g. 503 for a failing instance")
+    demo.add_argument("--delay-ms", type=int, default=0, metavar="MS",
+                      help="answer every request MS milliseconds late (a slow version)")
     demo.set_defaults(func=demo_app)
 
 
@@ -155,5 +157,6 @@ def demo_app(args: argparse.Namespace) -> int:
     cfg = DemoConfig(
         port=default_port() if args.port is None else args.port, version=args.app_version,
         service=args.service, instance=args.name or os.environ.get("MESHPILOT_NAME") or None,
-        server_header=args.server_header, host=args.host, status=args.status)
+        server_header=args.server_header, host=args.host, status=args.status,
+        delay_ms=max(0, min(args.delay_ms, 120_000)))
     return run(cfg)

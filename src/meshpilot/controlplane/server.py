@@ -26,6 +26,7 @@ from typing import IO
 
 from aiohttp import web
 
+from ..rollout.controller import CanaryController
 from ..snapshot.mesh import MeshConfig
 from ..store import SqliteStore
 from ..telemetry import AccessLogServicer, TelemetryCollector
@@ -63,6 +64,7 @@ class Settings:
     debounce_max: float = 10.0  # Istio's PILOT_DEBOUNCE_MAX
     mesh: MeshConfig = field(default_factory=MeshConfig)
     cluster_id: str = DEFAULT_CLUSTER_ID  # source_cluster/destination_cluster in metrics
+    scrape_interval: float = 5.0  # seconds between samples of the PromQL history (query)
 
 
 class StateDirBusy(RuntimeError):
@@ -82,6 +84,7 @@ class ControlPlane:
         self.xds: XdsServer | None = None
         self.debouncer: Debouncer | None = None
         self.telemetry = TelemetryCollector(settings.cluster_id)
+        self.rollouts: CanaryController | None = None
 
     @property
     def api_url(self) -> str:
@@ -147,9 +150,17 @@ class ControlPlane:
     async def start(self) -> None:
         store = self.open_store()
         await self._start_xds(store)
+        assert self.generator is not None
+        generator = self.generator
+        # The canary controller starts once proxies can be served (it waits for their
+        # ACKs) and resumes any rollout the last control plane left mid-way.
+        self.rollouts = CanaryController(store, mesh=lambda: generator.snapshot,
+                                         sync=self.xds, metrics=self.telemetry)
+        await self.rollouts.start()
+        self.telemetry.history.start(self.settings.scrape_interval)  # /api/v1/query's samples
         info = {"xds": {"host": self.settings.xds_host, "port": self.xds_port}}
         app = create_app(store, info=info, proxy_status=self._proxy_status,
-                         telemetry=self.telemetry)
+                         telemetry=self.telemetry, rollouts=self.rollouts)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.api_host, self.settings.api_port)
@@ -169,6 +180,10 @@ class ControlPlane:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self.rollouts is not None:
+            await self.rollouts.stop()
+            self.rollouts = None
+        await self.telemetry.history.stop()
         if self.debouncer is not None:
             await self.debouncer.close()
             self.debouncer = None

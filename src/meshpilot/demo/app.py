@@ -6,7 +6,8 @@ count who answered. `/status/<code>` and `/delay/<ms>` give fault and timeout te
 misbehaving upstream on demand; `/echo` shows what the proxy forwarded; `/count` says
 how many requests reached this instance (by path), so retry and mirror tests can count
 attempts. `--status CODE` makes every other path answer CODE (an unhealthy instance for
-outlier-detection tests).
+outlier-detection tests); `--delay-ms MS` makes every answer that much slower (a slow
+version for canary latency checks).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class DemoConfig:
     server_header: str | None = None
     host: str = "127.0.0.1"
     status: int = 200  # what plain paths answer: 5xx makes a failing instance
+    delay_ms: int = 0  # added to every answer but /count: a slow instance (latency checks)
 
     @property
     def instance_name(self) -> str:
@@ -67,6 +69,8 @@ def make_handler(cfg: DemoConfig):
             return web.Response(text=json.dumps(payload) + "\n",
                                 content_type="application/json", headers=headers)
         counts[path] = counts.get(path, 0) + 1
+        if cfg.delay_ms:
+            await asyncio.sleep(cfg.delay_ms / 1000)
         if path == "/echo" or path.startswith("/echo/"):
             body = await request.read()
             payload = {

@@ -54,7 +54,10 @@ T = TypeVar("T")
 ApplyAction = Literal["created", "configured", "unchanged"]
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Per-object event log (rollout history): the newest EVENT_LOG_KEEP entries per object.
+EVENT_LOG_KEEP = 1000
 
 # Migration N turns a database at schema version N-1 into version N. Append only:
 # a released migration is never edited, so every database converges to the same shape.
@@ -91,6 +94,23 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             object    TEXT NOT NULL
         )""",
     ),
+    # An append-only log of what controllers did to an object (the canary controller's
+    # rollout history), kept apart from watch events: it is not compacted with them and
+    # survives the object's re-creation, so `canary get` can show why a release failed.
+    2: (
+        """CREATE TABLE object_log (
+            id        INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind      TEXT NOT NULL,
+            namespace TEXT NOT NULL,
+            name      TEXT NOT NULL,
+            time      TEXT NOT NULL,
+            type      TEXT NOT NULL,
+            reason    TEXT NOT NULL,
+            message   TEXT NOT NULL,
+            data      TEXT NOT NULL
+        )""",
+        "CREATE INDEX object_log_key ON object_log (kind, namespace, name, id)",
+    ),
 }
 
 
@@ -100,6 +120,25 @@ class ApplyOutcome:
 
     resource: Resource
     action: ApplyAction
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One entry of an object's event log (see `SqliteStore.append_event`)."""
+
+    id: int
+    kind: str
+    namespace: str
+    name: str
+    time: str  # RFC 3339, UTC, millisecond precision
+    type: str  # Normal | Warning (Kubernetes event types)
+    reason: str
+    message: str
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "time": self.time, "type": self.type, "reason": self.reason,
+                "message": self.message, "data": self.data}
 
 
 @dataclass(frozen=True)
@@ -732,6 +771,78 @@ class SqliteStore:
             return [self._delete_one(batch, current) for current in found]
 
         return self._write(work)
+
+
+    # --- event log ------------------------------------------------------------------------
+
+    def append_event(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        reason: str,
+        message: str,
+        type_: str = "Normal",
+        data: dict[str, Any] | None = None,
+        keep: int = EVENT_LOG_KEEP,
+    ) -> LogEntry:
+        """Append to the object's event log (durable on return) and drop its entries
+        beyond the newest `keep`. Not a watch event: no revision, no subscribers, so a
+        controller's history never triggers a mesh rebuild."""
+        moment = self._clock()
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        stamp = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+            f"{moment.microsecond // 1000:03d}Z")
+        payload = data or {}
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(
+                    "INSERT INTO object_log (kind, namespace, name, time, type, reason,"
+                    " message, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (kind, namespace, name, stamp, type_, reason, message, _dump(payload)),
+                )
+                entry_id = int(cur.lastrowid or 0)
+                row = conn.execute(
+                    "SELECT id FROM object_log WHERE kind = ? AND namespace = ? AND name = ?"
+                    " ORDER BY id DESC LIMIT 1 OFFSET ?",
+                    (kind, namespace, name, max(1, keep)),
+                ).fetchone()
+                if row is not None:
+                    conn.execute(
+                        "DELETE FROM object_log WHERE kind = ? AND namespace = ? AND name = ?"
+                        " AND id <= ?",
+                        (kind, namespace, name, int(row[0])),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return LogEntry(entry_id, kind, namespace, name, stamp, type_, reason, message,
+                        json.loads(_dump(payload)))
+
+    def events(
+        self, kind: str, namespace: str, name: str, *, since_id: int = 0,
+        limit: int | None = None,
+    ) -> list[LogEntry]:
+        """The object's event log, oldest first: entries after `since_id`, at most the
+        newest `limit` of them."""
+        sql = ("SELECT id, kind, namespace, name, time, type, reason, message, data"
+               " FROM object_log WHERE kind = ? AND namespace = ? AND name = ? AND id > ?"
+               " ORDER BY id DESC")
+        params: list[Any] = [kind, namespace, name, since_id]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, limit))
+        with self._reading() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [LogEntry(r["id"], r["kind"], r["namespace"], r["name"], r["time"], r["type"],
+                         r["reason"], r["message"], json.loads(r["data"]))
+                for r in reversed(rows)]
 
 
 def _key_params(key: ResourceKey) -> tuple[str, str, str]:

@@ -76,6 +76,7 @@ from ..xds.translate.telemetry import (
     PEER_METADATA_NAMESPACE,
 )
 from ..xds.types import ProxyInfo
+from .history import MetricHistory
 from .mesh import MeshIndex, ServiceRef
 from .metrics import HttpSeries, MetricStore, TcpSeries
 from .model import (
@@ -167,6 +168,7 @@ class TelemetryCollector:
         self._clock = clock
         self.store = MetricStore()
         self.window = RequestWindow(clock)
+        self.history = MetricHistory(self.store)  # samples for PromQL; the owner starts it
         self.health = PipelineHealth()
         self.hooks = _ProxyHooks(self)
         self._index = MeshIndex(clock=clock)

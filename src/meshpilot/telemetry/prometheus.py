@@ -10,7 +10,7 @@ Istio's histograms. Series are sorted, so two scrapes of the same state are iden
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from .collector import PipelineHealth, TelemetryCollector
 from .metrics import BUCKETS, Histogram
@@ -91,8 +91,12 @@ def _health(out: list[str], health: PipelineHealth) -> None:
     out.append(f"{name} {health.unknown_peer_entries}")
 
 
-def render(collector: TelemetryCollector) -> str:
-    """The whole exposition, ending with a newline."""
+def render(collector: TelemetryCollector,
+           extra: Iterable[Callable[[], list[str]]] = ()) -> str:
+    """The whole exposition, ending with a newline. `extra` are other components' series
+    (e.g. the canary controller's `meshpilot_canary_*`), each a callable returning
+    finished exposition lines, so they share one `/metrics` without this module knowing
+    them."""
     store = collector.store
     http = sorted(store.http.items())
     tcp = sorted(store.tcp.items())
@@ -115,4 +119,6 @@ def render(collector: TelemetryCollector) -> str:
         out += _header(name, "counter", _HELP[name])
         out += [f"{name}{{{labels}}} {getattr(s, attr)}" for labels, s in tcp_labels]
     _health(out, collector.health)
+    for lines in extra:
+        out += lines()
     return "\n".join(out) + "\n"

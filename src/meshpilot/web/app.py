@@ -36,7 +36,9 @@ HUB: web.AppKey[WatchHub] = web.AppKey("hub", WatchHub)
 INFO: web.AppKey[dict] = web.AppKey("info", dict)
 PROXIES: web.AppKey[Callable[[], dict]] = web.AppKey("proxies")
 TELEMETRY: web.AppKey[TelemetryCollector] = web.AppKey("telemetry", TelemetryCollector)
+ROLLOUTS: web.AppKey[Any] = web.AppKey("rollouts")
 MESHPILOT_API = "/apis/meshpilot.io/v1"
+CANARY_ITEM = "/apis/meshpilot.io/v1alpha1/namespaces/{namespace}/canaries/{name}"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -324,8 +326,20 @@ def _telemetry(request: web.Request) -> TelemetryCollector:
 
 async def metrics(request: web.Request) -> web.Response:
     """Istio's standard metrics (and the access-log pipeline's health) for Prometheus."""
-    body = render_metrics(_telemetry(request))
+    rollouts = request.app.get(ROLLOUTS)
+    extra = [rollouts.metrics_lines] if rollouts is not None else []
+    body = render_metrics(_telemetry(request), extra)
     return web.Response(body=body.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def prometheus_query(request: web.Request) -> web.Response:
+    """Prometheus's instant-query API (GET or form POST, as Grafana sends it) over the
+    control plane's sample history, so tools can use the control plane as a Prometheus."""
+    params = dict(request.query)
+    if request.method == "POST":
+        params.update({k: str(v) for k, v in (await request.post()).items()})
+    status, body = await _telemetry(request).history.api_query(params)
+    return web.json_response(body, status=status)
 
 
 def _query_number(request: web.Request, name: str, default: float, low: float,
@@ -361,16 +375,64 @@ async def telemetry_window(request: web.Request) -> web.Response:
     return web.json_response(summary.to_dict())
 
 
+def _rollouts(request: web.Request) -> Any:
+    controller = request.app.get(ROLLOUTS)
+    if controller is None:
+        raise HTTPProblem(404, "this server runs no canary controller")
+    return controller
+
+
+async def _rollout_call(call: Awaitable[Any]) -> Any:
+    """The controller's ActionError carries the HTTP status to answer with."""
+    from ..rollout.controller import ActionError
+
+    try:
+        return await call
+    except ActionError as e:
+        raise HTTPProblem(e.code, e.message) from None
+
+
+async def canary_action(request: web.Request) -> web.Response:
+    """POST .../canaries/NAME/actions/{start,promote,pause,resume,abort,rollback,undo,
+    retry,set-weight}: a user's decision, applied by the controller (body e.g.
+    {"full": true} for promote, {"weight": 10} for set-weight, {"reason": ...})."""
+    body = await _json(request) if request.can_read_body else {}
+    if not isinstance(body, dict):
+        raise HTTPProblem(400, "the request body must be a JSON object")
+    m = request.match_info
+    result = await _rollout_call(_rollouts(request).act(m["namespace"], m["name"],
+                                                        m["action"], body))
+    return web.json_response(result)
+
+
+async def canary_events(request: web.Request) -> web.Response:
+    """GET .../canaries/NAME/events?limit=N: the rollout history (stored event log)."""
+    limit = int(_query_number(request, "limit", 50, 1, 1000))
+    m = request.match_info
+    items = await _rollouts(request).events(m["namespace"], m["name"], limit)
+    return web.json_response({"items": items})
+
+
+async def canary_analysis(request: web.Request) -> web.Response:
+    """GET .../canaries/NAME/analysis: run the Canary's checks once, now (changes
+    nothing); `meshpilot canary analyze`."""
+    m = request.match_info
+    result = await _rollout_call(_rollouts(request).analyze(m["namespace"], m["name"]))
+    return web.json_response(result)
+
+
 async def version(request: web.Request) -> web.Response:
     return web.json_response({"meshpilot": __version__, "revision": _store(request).revision})
 
 
 def create_app(store: SqliteStore, info: dict | None = None,
                proxy_status: Callable[[], dict] | None = None,
-               telemetry: TelemetryCollector | None = None) -> web.Application:
+               telemetry: TelemetryCollector | None = None,
+               rollouts: Any = None) -> web.Application:
     """`info` is served at /apis/meshpilot.io/v1/controlplane (the xDS address...);
     `proxy_status` at /apis/meshpilot.io/v1/proxies; `telemetry` at /metrics and
-    /apis/meshpilot.io/v1/telemetry/window."""
+    /apis/meshpilot.io/v1/telemetry/window; `rollouts` (the canary controller) at
+    .../canaries/NAME/{actions/ACTION,events,analysis} and on /metrics."""
     app = web.Application(middlewares=[_errors], client_max_size=16 * 1024 * 1024)
     app[STORE] = store
     app[INFO] = info if info is not None else {}
@@ -378,6 +440,8 @@ def create_app(store: SqliteStore, info: dict | None = None,
         app[PROXIES] = proxy_status
     if telemetry is not None:
         app[TELEMETRY] = telemetry
+    if rollouts is not None:
+        app[ROLLOUTS] = rollouts
 
     async def start_hub(app: web.Application) -> None:
         app[HUB] = WatchHub(store, asyncio.get_running_loop())
@@ -397,7 +461,12 @@ def create_app(store: SqliteStore, info: dict | None = None,
     r.add_get(f"{MESHPILOT_API}/proxies", proxies)
     r.add_get(f"{MESHPILOT_API}/prometheus/targets", prometheus_targets)
     r.add_get("/metrics", metrics)
+    r.add_get("/api/v1/query", prometheus_query)  # before /api/{version}/{plural}
+    r.add_post("/api/v1/query", prometheus_query)
     r.add_get(f"{MESHPILOT_API}/telemetry/window", telemetry_window)
+    r.add_post(CANARY_ITEM + "/actions/{action}", canary_action)
+    r.add_get(CANARY_ITEM + "/events", canary_events)
+    r.add_get(CANARY_ITEM + "/analysis", canary_analysis)
     r.add_get("/api/v1/namespaces", list_namespaces)
     for root in ("/apis/{group}/{version}", "/api/{version}"):
         coll = root + "/namespaces/{namespace}/{plural}"

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from meshpilot.xds.cache import InconsistentSnapshot, Snapshot
+from meshpilot.xds.cache import InconsistentSnapshot, Snapshot, state_version
 from meshpilot.xds.hooks import NoopHooks, XdsHooks
 from meshpilot.xds.session import DeltaSession, Event, Outgoing, Session, SotwSession, TypeStatus
 from meshpilot.xds.types import SHORT_NAMES, ProxyInfo, ProxyResources
@@ -118,6 +118,8 @@ class XdsServer:
         self._conns: dict[int, _Connection] = {}
         self._closed: deque[ProxyStatus] = deque(maxlen=MAX_CLOSED)
         self._snapshots: dict[str, Snapshot] = {}
+        # per proxy: the generator's mesh revision its current snapshot was built from
+        self._revisions: dict[str, int] = {}
         self._errors: dict[str, tuple[str, float]] = {}
         self._ids = itertools.count(1)
         self._services: list[Callable[[grpc.aio.Server], None]] = []
@@ -209,6 +211,11 @@ class XdsServer:
 
     def _refresh(self, proxy: ProxyInfo) -> Snapshot | None:
         """Generate and check; on failure keep (and return) the last good snapshot."""
+        # Read before generating: a rebuild in another thread may swap the mesh snapshot
+        # while we translate, and the revision we record must never be newer than the
+        # config we built (recording an older one only makes `synced_at` wait longer).
+        mesh = getattr(self._generator, "snapshot", None)
+        revision = getattr(mesh, "revision", None)
         try:
             snapshot = Snapshot.build(self._generator.generate(proxy))
         except InconsistentSnapshot as e:
@@ -219,6 +226,8 @@ class XdsServer:
         else:
             self._errors.pop(proxy.id, None)
             self._snapshots[proxy.id] = snapshot
+            if isinstance(revision, int):
+                self._revisions[proxy.id] = revision
             return snapshot
         return self._snapshots.get(proxy.id)
 
@@ -238,6 +247,39 @@ class XdsServer:
                     and now - s.disconnected_at <= RECENTLY_CLOSED):
                 recent[s.id] = s
         return sorted([*live, *recent.values()], key=lambda s: (s.id, s.connection_id))
+
+    def synced_at(self, revision: int) -> str | None:
+        """The config version every connected proxy runs, once each one's current
+        snapshot was built from mesh revision >= `revision` (the generator's
+        `snapshot.revision`) and it has ACKed all of it; None while any proxy is behind,
+        has unACKed responses in flight, or NACKed. What the canary controller waits for
+        before a step's dwell starts: the new weights are in every Envoy, not just stored.
+
+        The version is the proxy's snapshot version (as `proxy-status` shows it) when one
+        proxy is connected, else a hash over every proxy's; "none" when no proxy is
+        connected (nothing can serve stale config then)."""
+        if not self._ready:
+            return None
+        versions: dict[str, str] = {}
+        for conn in self._conns.values():
+            desired = conn.session.desired
+            if desired is None or self._revisions.get(conn.proxy.id, -1) < revision:
+                return None
+            snapshot = self._snapshots.get(conn.proxy.id)
+            if snapshot is not None and snapshot.version != desired.version:
+                return None  # a newer snapshot is being handed to its sessions
+            for type_url, st in conn.session.status().items():
+                if st.state == "SYNCED":
+                    continue
+                if st.state == "NOT SENT" and conn.session.holds_desired(type_url):
+                    continue  # nothing had to be sent: it has none, or already holds it
+                return None
+            versions[f"{conn.proxy.id}#{conn.id}"] = desired.version
+        if not versions:
+            return "none"
+        if len(set(versions.values())) == 1 and len({k.split("#")[0] for k in versions}) == 1:
+            return next(iter(versions.values()))
+        return state_version(sorted(versions.items()))
 
     def _status_of(self, conn: _Connection) -> ProxyStatus:
         err = self._errors.get(conn.proxy.id)

@@ -226,7 +226,10 @@ class _Session(abc.ABC):
             if not st.requested and st.last_nonce is None:
                 continue
             if st.last_nonce is None:
-                state: SyncState = "NOT SENT"
+                # After a delta reconnect whose initial versions matched, nothing is sent,
+                # yet the proxy holds exactly what is desired: that is in sync.
+                held = bool(st.confirmed) and self.holds_desired(t)
+                state: SyncState = "SYNCED" if held else "NOT SENT"
             elif st.nack is not None and st.nack_seq == st.last_seq:
                 state = "NACKED"
             elif st.pending or (eff is not None and self._wants_send(st, eff[t])):
@@ -236,6 +239,17 @@ class _Session(abc.ABC):
             out[t] = TypeStatus(t, state, st.last_version, st.last_nonce, st.last_sent_time,
                                 st.acked_version, st.acked_time, st.nack, len(st.sent))
         return out
+
+    def holds_desired(self, type_url: str) -> bool:
+        """Does the proxy hold every desired resource of this type in its scope, at the
+        desired version, with nothing in flight? True when it needs none, and after a
+        delta reconnect whose `initial_resource_versions` matched (nothing is sent then)."""
+        st = self._types.get(type_url)
+        if self._desired is None or st is None or st.pending:
+            return False
+        confirmed = st.confirmed
+        return all(name in confirmed and confirmed[name].version == res.version
+                   for name, res in self._desired.get(type_url).items() if st.in_scope(name))
 
     # --- shared machinery -----------------------------------------------------------------
 
