@@ -196,10 +196,18 @@ def test_tcp_route_port_match_then_weighted_split(tcp_mesh: TcpMesh) -> None:
         {"route": [dest("tcp-echo", "v1", 80), dest("tcp-echo", "v2", 20)]}]))
     until(lambda: tcp_version(t.client) == "v1", t.m)  # the split has arrived
     n = 300
-    seen = counts(lambda: tcp_version(t.client), n)
-    assert seen["v1"] + seen["v2"] == n, seen
     half_width = 3.29 * math.sqrt(n * 0.2 * 0.8)  # 99.9% two-sided binomial bound
-    assert abs(seen["v2"] - n * 0.2) <= half_width, seen
+    samples = []
+    # A second, independent sample only if the first is outside the bound: a real bias
+    # fails both (chance of a false failure: 1e-6); one CI run under heavy load once saw
+    # 37/300 while calm runs give 54-68.
+    for _ in range(2):
+        seen = counts(lambda: tcp_version(t.client), n)
+        assert seen["v1"] + seen["v2"] == n, seen
+        samples.append(seen)
+        if abs(seen["v2"] - n * 0.2) <= half_width:
+            break
+    assert abs(samples[-1]["v2"] - n * 0.2) <= half_width, samples
 
 
 def test_tls_route_picks_destination_by_sni(tcp_mesh: TcpMesh) -> None:

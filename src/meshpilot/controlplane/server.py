@@ -28,7 +28,7 @@ from aiohttp import web
 
 from ..rollout.controller import CanaryController
 from ..snapshot.mesh import MeshConfig
-from ..store import SqliteStore
+from ..store import SqliteStore, WatchEvent
 from ..telemetry import AccessLogServicer, TelemetryCollector
 from ..telemetry import register as register_als
 from ..telemetry.model import DEFAULT_CLUSTER_ID
@@ -65,6 +65,11 @@ class Settings:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     cluster_id: str = DEFAULT_CLUSTER_ID  # source_cluster/destination_cluster in metrics
     scrape_interval: float = 5.0  # seconds between samples of the PromQL history (query)
+
+
+# Kinds the mesh snapshot never reads: their writes (a Canary's status on every step)
+# need no rebuild and no push.
+NOT_MESH_CONFIG = frozenset({"Canary"})
 
 
 class StateDirBusy(RuntimeError):
@@ -128,8 +133,11 @@ class ControlPlane:
         debouncer = Debouncer(self._on_changes, quiet=self.settings.debounce_after,
                               max_delay=self.settings.debounce_max)
         # Subscribe before the first build, so no commit falls between the two.
-        self._unsubscribe = store.subscribe(
-            lambda events: loop.call_soon_threadsafe(debouncer.trigger, "config"))
+        def on_commit(events: list[WatchEvent]) -> None:
+            if any(e.resource.kind not in NOT_MESH_CONFIG for e in events):
+                loop.call_soon_threadsafe(debouncer.trigger, "config")
+
+        self._unsubscribe = store.subscribe(on_commit)
         await asyncio.to_thread(generator.rebuild)
         xds = XdsServer(generator, token=self._xds_token(), hooks=self.telemetry.hooks)
         als = AccessLogServicer(self.telemetry, check=xds.check_stream,
