@@ -35,8 +35,11 @@ class ControlPlaneProcess:
     def start(self, *extra: str, wait: bool = True) -> None:
         self.log_path = self.state.parent / f"up-{self.port}-{time.monotonic_ns()}.log"
         log = self.log_path.open("w")
+        # Never the default xDS port: a user's own `meshpilot up` may hold it.
+        xds = [] if "--xds-port" in extra else ["--xds-port", str(free_port())]
         self.proc = subprocess.Popen(
-            [*MESHPILOT, "up", "--state", str(self.state), "--api-port", str(self.port), *extra],
+            [*MESHPILOT, "up", "--state", str(self.state), "--api-port", str(self.port),
+             *xds, *extra],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         if wait:
