@@ -110,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     _namespace(validate)
     validate.set_defaults(func=commands.validate)
 
-    demo = sub.add_parser("demo", help="run the seed walkthrough (sections 1-3) and keep the "
-                                       "mesh running until Ctrl-C")
+    demo = sub.add_parser("demo", help="run the whole seed walkthrough, section by section, "
+                                       "and keep the mesh running until Ctrl-C")
     demo.add_argument("--state", default=".demo-state", metavar="DIR")
     demo.add_argument("--api-port", type=int, default=15014)
     demo.add_argument("--xds-port", type=int, default=15010)
