@@ -104,7 +104,7 @@ class Mesh:
         )
         wait_for(lambda: _http_ok(f"http://127.0.0.1:{admin_port}/ready"), 30, sidecar)
         # Envoy can be ready before the app listens: the first request would be refused.
-        wait_for(lambda: _port_open(app_port), 30, sidecar)
+        wait_for(lambda: port_open(app_port), 30, sidecar)
         return app_port, sidecar
 
     def client(self, name: str = "test-client", namespace: str = "traffic-demo") -> int:
@@ -152,7 +152,7 @@ def echo_line(port: int, line: bytes, ctx: ssl.SSLContext | None = None,
         return read_line(sock), peer
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -220,26 +220,36 @@ class ProxyClient:
         self.conn.close()
 
 
-class LoadLoop:
-    """Steady background load (about `rate` req/s) that records every status code."""
+@dataclass(frozen=True)
+class Sample:
+    at: float  # time.time(), comparable with UTC stamps in logs and events
+    status: int
+    version: str | None  # the x-version that answered
 
-    def __init__(self, proxy_port: int, url: str, rate: float = 200.0, workers: int = 4) -> None:
-        self.codes: Counter = Counter()
+
+class LoadLoop:
+    """Steady background load (about `rate` req/s): every answer is recorded with its time,
+    status and version; transport failures are kept apart in `errors`."""
+
+    def __init__(self, proxy_port: int, url: str, rate: float = 200.0, workers: int = 4,
+                 headers: dict[str, str] | None = None) -> None:
+        self.samples: list[Sample] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(proxy_port, url,
-                                                                  workers / rate), daemon=True)
+        self._threads = [threading.Thread(target=self._run, daemon=True,
+                                          args=(proxy_port, url, workers / rate, headers or {}))
                          for _ in range(workers)]
 
-    def _run(self, port: int, url: str, interval: float) -> None:
+    def _run(self, port: int, url: str, interval: float, headers: dict[str, str]) -> None:
         client = ProxyClient(port)
         next_at = time.monotonic()
         while not self._stop.is_set():
             try:
-                status, _, _ = client.get(url)
+                status, hdrs, _ = client.get(url, headers)
+                version = {k.lower(): v for k, v in hdrs.items()}.get("x-version")
                 with self._lock:
-                    self.codes[status] += 1
+                    self.samples.append(Sample(time.time(), status, version))
             except Exception as e:  # a transport failure counts as a failed request
                 with self._lock:
                     self.errors.append(repr(e))
@@ -258,8 +268,18 @@ class LoadLoop:
             t.join(15)
 
     @property
+    def codes(self) -> Counter:
+        with self._lock:
+            return Counter(s.status for s in self.samples)
+
+    def between(self, start: float, end: float) -> list[Sample]:
+        with self._lock:
+            return [s for s in self.samples if start <= s.at < end]
+
+    @property
     def total(self) -> int:
-        return sum(self.codes.values()) + len(self.errors)
+        with self._lock:
+            return len(self.samples) + len(self.errors)
 
 
 def proxy_status(m: Mesh) -> list[dict]:

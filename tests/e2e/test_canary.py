@@ -18,12 +18,11 @@ import json
 import math
 import signal
 import sys
-import threading
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +30,7 @@ import pytest
 import yaml
 
 from .conftest import free_port
-from .mesh import MESHPILOT, Mesh, ProxyClient, _http_ok, _port_open, mesh, wait_for
+from .mesh import MESHPILOT, LoadLoop, Mesh, ProxyClient, _http_ok, mesh, port_open, wait_for
 
 pytestmark = pytest.mark.e2e
 NS = "traffic-demo"
@@ -63,68 +62,7 @@ def workload(m: Mesh, version: str, *app_args: str) -> None:
         *MESHPILOT, "demo-app", "--port", str(app_port), "--version", version, "--name", name,
         *app_args)
     wait_for(lambda: _http_ok(f"http://127.0.0.1:{admin_port}/ready"), 30, sidecar)
-    wait_for(lambda: _port_open(app_port), 30, sidecar)
-
-
-@dataclass
-class Sample:
-    at: float  # time.time(), comparable with the event log's UTC stamps
-    status: int
-    version: str | None
-
-
-@dataclass
-class Load:
-    """Paced requests through the client sidecar, each recorded with its time and the
-    version that answered; transport failures are kept apart."""
-
-    port: int
-    rate: float = 150.0
-    headers: dict[str, str] = field(default_factory=dict)
-    workers: int = 4
-    samples: list[Sample] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True)
-                         for _ in range(self.workers)]
-
-    def _run(self) -> None:
-        client = ProxyClient(self.port)
-        interval = self.workers / self.rate
-        next_at = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                status, headers, _ = client.get(URL, self.headers)
-                version = {k.lower(): v for k, v in headers.items()}.get("x-version")
-                with self._lock:
-                    self.samples.append(Sample(time.time(), status, version))
-            except Exception as e:  # a transport failure is a failed request too
-                with self._lock:
-                    self.failures.append(repr(e))
-            next_at += interval
-            time.sleep(max(0.0, next_at - time.monotonic()))
-        client.close()
-
-    def __enter__(self) -> Load:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(15)
-
-    def between(self, start: float, end: float) -> list[Sample]:
-        with self._lock:
-            return [s for s in self.samples if start <= s.at < end]
-
-    def codes(self) -> Counter:
-        with self._lock:
-            return Counter(s.status for s in self.samples)
+    wait_for(lambda: port_open(app_port), 30, sidecar)
 
 
 @dataclass
@@ -235,7 +173,7 @@ def env(tmp_path_factory) -> Iterator[Env]:
 
 def test_healthy_canary_is_promoted_step_by_step_without_a_failed_request(env: Env) -> None:
     env.reset()
-    with Load(env.client_port) as load:
+    with LoadLoop(env.client_port, URL, rate=150) as load:
         env.apply(canary("healthy", stepWeights=[10, 25, 50, 75, 100]))
         st = env.wait_phase("healthy", "Succeeded", timeout=60)
         time.sleep(0.5)
@@ -255,7 +193,7 @@ def test_healthy_canary_is_promoted_step_by_step_without_a_failed_request(env: E
     assert [e["data"]["weight"] for e in events if e["reason"] == "CheckPassed"] == \
         [10, 25, 50, 75, 100]
     # Zero failed client requests over the whole rollout, promotion included.
-    assert load.failures == [] and set(load.codes()) == {200}, (load.codes(), load.failures)
+    assert load.errors == [] and set(load.codes) == {200}, (load.codes, load.errors)
     # One VirtualService for the host, no managed routes, all traffic on v2.
     vs = env.vs()
     assert env.host_virtual_services() == ["sample-app-routing"]
@@ -281,7 +219,7 @@ def test_healthy_canary_is_promoted_step_by_step_without_a_failed_request(env: E
 
 def test_failing_canary_is_rolled_back_by_the_success_rate(env: Env) -> None:
     env.reset()
-    with Load(env.client_port) as load:
+    with LoadLoop(env.client_port, URL, rate=150) as load:
         env.apply(canary("failing", canary_subset="v3", stepWeights=[10, 50]))
         st = env.wait_phase("failing", "Failed")
         time.sleep(0.5)
@@ -294,7 +232,7 @@ def test_failing_canary_is_rolled_back_by_the_success_rate(env: Env) -> None:
     # The canary never got more than its first 10 %: 5xx stay near 10 % of the traffic.
     weights = [e["data"]["weight"] for e in env.events("failing") if e["reason"] == "Weight"]
     assert weights == [10], weights
-    codes = load.codes()
+    codes = load.codes
     assert codes[503] / sum(codes.values()) < 0.10, codes
     assert all(s.status == 200 and s.version == "v1" for s in load.between(after, time.time()))
     vs = env.vs()
@@ -304,7 +242,7 @@ def test_failing_canary_is_rolled_back_by_the_success_rate(env: Env) -> None:
 def test_slow_canary_is_rolled_back_by_the_p95(env: Env) -> None:
     env.reset()
     # Enough workers that 400 ms answers do not throttle the load below minRequests.
-    with Load(env.client_port, rate=150, workers=16):
+    with LoadLoop(env.client_port, URL, rate=150, workers=16):
         env.apply(canary("slow", canary_subset="v4", stepWeights=[20, 50]))
         st = env.wait_phase("slow", "Failed")
     assert "request-duration" in st["message"], st["message"]
@@ -346,7 +284,7 @@ def test_ab_canary_routes_only_matching_requests_then_promotes(env: Env) -> None
     spec = canary("ab", iterations=3, match=[
         {"headers": {"x-beta": {"exact": "true"}}},
         {"headers": {"cookie": {"regex": "^(.*?;)?(user=beta)(;.*)?$"}}}])
-    with Load(env.client_port, rate=100, headers={"x-beta": "true"}):
+    with LoadLoop(env.client_port, URL, rate=100, headers={"x-beta": "true"}):
         env.apply(spec)
         env.wait_phase("ab", "Progressing")
         client = ProxyClient(env.client_port)
@@ -375,7 +313,7 @@ def test_ab_canary_routes_only_matching_requests_then_promotes(env: Env) -> None
 def test_control_plane_restart_mid_rollout_resumes(env: Env) -> None:
     env.reset()
     m = env.m
-    with Load(env.client_port) as load:
+    with LoadLoop(env.client_port, URL, rate=150) as load:
         env.apply(canary("restart", stepWeights=[10, 25, 50, 75]))
 
         def at_25() -> bool:
@@ -394,7 +332,7 @@ def test_control_plane_restart_mid_rollout_resumes(env: Env) -> None:
     passed = [e["data"]["weight"] for e in events if e["reason"] == "CheckPassed"]
     assert passed == [10, 25, 50, 75], passed  # none skipped, none counted twice
     assert st["checkRounds"] == 4 and st["failedChecks"] == 0, st
-    assert load.failures == [] and set(load.codes()) == {200}, (load.codes(), load.failures)
+    assert load.errors == [] and set(load.codes) == {200}, (load.codes, load.errors)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,7 +10,6 @@ script's success rate and p95) is evaluated by this real Prometheus on a known m
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -22,7 +21,7 @@ import pytest
 import yaml
 
 from meshpilot.telemetry import grafana
-from meshpilot.telemetry.grafana import CLUSTER_LABEL
+from meshpilot.telemetry.grafana import CLUSTER_LABEL, SEED_P95, SEED_SUCCESS_RATE
 
 from ..unit.telemetry.promtext import Sample, parse
 from .mesh import Mesh, ProxyClient, mesh, wait_for
@@ -50,14 +49,6 @@ def _get_json(url: str) -> object:
         return json.loads(r.read())
 
 
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
 @dataclass
 class Scraped:
     mesh: Mesh
@@ -75,11 +66,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
         m.apply(EXAMPLES / "10-sample-app-service.yaml", EXAMPLES / "20-sample-app-subsets.yaml")
         for pod, (app, version) in PROXIES.items():
             if pod != "test-client":
-                app_port, sidecar = m.workload(pod, NS, f"app={app},version={version}",
-                                               str(version))
-                # workload() waits for Envoy only; a request before the app listens is a
-                # 503 (UF, connection refused) that has nothing to do with this test.
-                wait_for(lambda port=app_port: _listening(port), 15, sidecar)
+                m.workload(pod, NS, f"app={app},version={version}", str(version))
         client = ProxyClient(m.client("test-client", NS))
         try:
             # Traffic through the client creates its outbound cluster's stats (deferred).
@@ -188,16 +175,6 @@ def test_documented_scrape_config_is_valid_and_uses_these_endpoints() -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-# The seed's canary script (`monitor`), verbatim with SERVICE_NAME=sample-app and
-# CANARY_VERSION=v2.
-SEED_SUCCESS_RATE = (
-    'sum(rate(istio_requests_total{destination_service_name="sample-app",'
-    'destination_version="v2",response_code=~"2.*"}[5m])) / '
-    'sum(rate(istio_requests_total{destination_service_name="sample-app",'
-    'destination_version="v2"}[5m]))')
-SEED_P95 = (
-    'histogram_quantile(0.95, sum(rate(istio_request_duration_milliseconds_bucket{'
-    'destination_service_name="sample-app",destination_version="v2"}[5m])) by (le))')
 CANARY_HEADER = {"x-seed-check": "v2"}
 CANARY_VS = {
     "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import time
 import urllib.parse
 import urllib.request
@@ -43,6 +42,7 @@ import pytest
 import yaml
 
 from meshpilot.telemetry import grafana, promql
+from meshpilot.telemetry.grafana import SEED_P95, SEED_SUCCESS_RATE
 from meshpilot.telemetry.history import DEFAULT_INTERVAL
 
 from ..unit.telemetry.promtext import parse
@@ -61,26 +61,9 @@ VS = {
          "route": [{"destination": {"host": "sample-app", "subset": "v2"}}]},
         {"route": [{"destination": {"host": "sample-app", "subset": "v1"}}]}]},
 }
-# The seed's canary script, verbatim with SERVICE_NAME=sample-app, CANARY_VERSION=v2.
-SEED_SUCCESS_RATE = (
-    'sum(rate(istio_requests_total{destination_service_name="sample-app",'
-    'destination_version="v2",response_code=~"2.*"}[5m])) / '
-    'sum(rate(istio_requests_total{destination_service_name="sample-app",'
-    'destination_version="v2"}[5m]))')
-SEED_P95 = (
-    'histogram_quantile(0.95, sum(rate(istio_request_duration_milliseconds_bucket{'
-    'destination_service_name="sample-app",destination_version="v2"}[5m])) by (le))')
 V2_FAST, V2_SLOW, V2_503, V1_SLOW = 85, 10, 5, 30
 REPORTERS = 2  # the client's sidecar (source) and the server's (destination)
 INTERVAL = DEFAULT_INTERVAL
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def _one(port: int, path: str, headers: dict[str, str]) -> int:
@@ -199,9 +182,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         applied = m.run("apply", "-f", "-", stdin=yaml.safe_dump(VS))
         assert applied.returncode == 0, applied.stderr
         for version in ("v1", "v2"):
-            port, sidecar = m.workload(f"sample-app-{version}", NS,
-                                       f"app=sample-app,version={version}", version)
-            wait_for(lambda port=port: _listening(port), 15, sidecar)
+            m.workload(f"sample-app-{version}", NS, f"app=sample-app,version={version}",
+                       version)
         port = m.client("test-client", NS)
         # No mesh traffic so far: every series is born in the prewarm, between two
         # history samples.

@@ -20,6 +20,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..telemetry.grafana import SEED_P95, SEED_SUCCESS_RATE
 from .certs import have_openssl, make_certs
 from .runtime import (
     EXAMPLES,
@@ -34,13 +35,6 @@ from .runtime import (
     indent,
     say,
 )
-
-SUCCESS_RATE = ('sum(rate(istio_requests_total{destination_service_name="sample-app",'
-                'destination_version="v2",response_code=~"2.*"}[5m])) / '
-                'sum(rate(istio_requests_total{destination_service_name="sample-app",'
-                'destination_version="v2"}[5m]))')
-P95 = ('histogram_quantile(0.95, sum(rate(istio_request_duration_milliseconds_bucket{'
-       'destination_service_name="sample-app",destination_version="v2"}[5m])) by (le))')
 
 
 def _title(text: str) -> None:
@@ -332,10 +326,10 @@ def _value(out: str) -> float | None:
 def monitoring(m: DemoMesh) -> Monitoring:
     """Seed monitoring: the canary script's two PromQL queries, and the Grafana board."""
     _title("10. Monitoring: the seed's PromQL, without a Prometheus; the Grafana dashboard")
-    m.cli("query", SUCCESS_RATE)
-    rate = _value(m.cli("query", "-o", "json", SUCCESS_RATE, show=False).stdout)
-    m.cli("query", P95)
-    p95 = _value(m.cli("query", "-o", "json", P95, show=False).stdout)
+    m.cli("query", SEED_SUCCESS_RATE)
+    rate = _value(m.cli("query", "-o", "json", SEED_SUCCESS_RATE, show=False).stdout)
+    m.cli("query", SEED_P95)
+    p95 = _value(m.cli("query", "-o", "json", SEED_P95, show=False).stdout)
     board = m.state / "traffic-dashboard.json"
     m.cli("dashboard", "grafana", "-o", str(board))
     data = json.loads(board.read_text())

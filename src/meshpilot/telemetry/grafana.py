@@ -40,6 +40,16 @@ CLUSTER_LABEL = "cluster_name"
 # The seed's panels, verbatim (its section "Grafana dashboard").
 SEED_RATE_BY_VERSION = "sum(rate(istio_requests_total[5m])) by (destination_version)"
 SEED_CIRCUIT_BREAKER = "envoy_cluster_upstream_rq_pending_overflow"
+# The seed canary script's `monitor` queries, verbatim with SERVICE_NAME=sample-app and
+# CANARY_VERSION=v2 (the demo, `meshpilot query` and the PromQL tests use these).
+SEED_SUCCESS_RATE = (
+    'sum(rate(istio_requests_total{destination_service_name="sample-app",'
+    'destination_version="v2",response_code=~"2.*"}[5m])) / '
+    'sum(rate(istio_requests_total{destination_service_name="sample-app",'
+    'destination_version="v2"}[5m]))')
+SEED_P95 = (
+    'histogram_quantile(0.95, sum(rate(istio_request_duration_milliseconds_bucket{'
+    'destination_service_name="sample-app",destination_version="v2"}[5m])) by (le))')
 SEED_PANELS: tuple[tuple[str, str, str], ...] = (
     ("Request Rate by Version", "timeseries", SEED_RATE_BY_VERSION),
     ("Canary Traffic Distribution", "piechart", SEED_RATE_BY_VERSION),

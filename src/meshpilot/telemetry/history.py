@@ -299,12 +299,14 @@ class MetricHistory:
         here, on the loop that feeds the store; evaluation runs in a worker thread."""
         try:
             text = params.get("query", "")
-            at = parse_time(params["time"]) if params.get("time") else self._now_ms()
             try:
                 expr = promql.parse(text)
             except promql.ParseError as e:
                 raise promql.ParseError(f'invalid parameter "query": {e}') from None
             storage = self.storage()
+            # "now" is read after the fresh sample: a sample stamped a millisecond after
+            # the evaluation time would be out of every selector's range.
+            at = parse_time(params["time"]) if params.get("time") else self._now_ms()
             result = await asyncio.to_thread(promql.evaluate, expr, storage, at)
         except promql.PromQLError as e:
             status = 422 if e.error_type == "execution" else 400

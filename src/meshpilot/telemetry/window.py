@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .metrics import BUCKETS, N_BUCKETS
+from .promql import bucket_quantile
 
 RING_SECONDS = 660
 MAX_WINDOW = 600
@@ -66,32 +67,9 @@ class WindowSummary:
 
 def histogram_quantile(q: float, cumulative: Sequence[float],
                        bounds: Sequence[float] = BUCKETS) -> float:
-    """Prometheus's bucketQuantile: `cumulative[i]` counts values <= bounds[i], the last
-    entry is +Inf. The rank q*total falls in the first bucket whose cumulative count
-    reaches it; the result is interpolated linearly between that bucket's bounds (the
-    first bucket starts at 0). A rank in the +Inf bucket gives the highest finite bound.
-    NaN when there are no observations; -Inf / +Inf for q < 0 / q > 1."""
-    if math.isnan(q):
-        return math.nan
-    if q < 0:
-        return -math.inf
-    if q > 1:
-        return math.inf
-    total = cumulative[-1] if cumulative else 0
-    if total == 0:
-        return math.nan
-    rank = q * total
-    b = next((i for i in range(len(bounds)) if cumulative[i] >= rank), len(bounds))
-    if b == len(bounds):
-        return float(bounds[-1])
-    if b == 0 and bounds[0] <= 0:
-        return float(bounds[0])
-    start, end, count = 0.0, float(bounds[b]), float(cumulative[b])
-    if b > 0:
-        start = float(bounds[b - 1])
-        count -= cumulative[b - 1]
-        rank -= cumulative[b - 1]
-    return start + (end - start) * (rank / count)
+    """Prometheus's histogram_quantile on the window's buckets: `cumulative[i]` counts
+    values <= bounds[i]; the last entry is the +Inf bucket (promql.bucket_quantile)."""
+    return bucket_quantile(q, list(zip([*bounds, math.inf], cumulative, strict=True)))
 
 
 class RequestWindow:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from meshpilot.telemetry import grafana, promql
+from meshpilot.telemetry.grafana import SEED_P95, SEED_SUCCESS_RATE
 from meshpilot.telemetry.promql import (
     Matrix,
     ParseError,
@@ -376,12 +377,7 @@ def test_seed_expressions_on_a_known_mix() -> None:
             series.append(({"__name__": "istio_request_duration_milliseconds_bucket",
                             "le": le, **labels}, [(t0, count), (t1, 2 * count)]))
     data = db(*series)
-    success = ('sum(rate(istio_requests_total{destination_service_name="sample-app",'
-               'destination_version="v2",response_code=~"2.*"}[5m])) / '
-               'sum(rate(istio_requests_total{destination_service_name="sample-app",'
-               'destination_version="v2"}[5m]))')
-    p95 = ('histogram_quantile(0.95, sum(rate(istio_request_duration_milliseconds_bucket{'
-           'destination_service_name="sample-app",destination_version="v2"}[5m])) by (le))')
+    success, p95 = SEED_SUCCESS_RATE, SEED_P95
     assert one(success, data, 112) == pytest.approx(0.95, abs=1e-12)
     # Rank 95 of 100 (both scaled alike by rate); 90 at or below 250 ms, all 100 at or
     # below 500 ms: 250 + (500 - 250) * (95 - 90) / 10 = 375.
